@@ -1,0 +1,88 @@
+"""Training events, and what a callback may see and change."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+EVENTS = ("on_train_begin", "on_epoch_begin", "on_step_end", "on_evaluate", "on_epoch_end", "on_train_end")
+
+
+@dataclass
+class TrainerState:
+    """Where training stands; saved with checkpoints so ``--resume`` continues from it."""
+
+    run_dir: Path
+    epochs: int
+    steps_per_epoch: int
+    is_main_process: bool = True
+    epoch: int = 0  # the epoch in progress (0-based), or the next one to run
+    global_step: int = 0  # optimizer steps taken
+    monitor: str | None = None
+    mode: str = "max"
+    best_metric: float | None = None
+    best_step: int | None = None
+    best_epoch: int | None = None
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    should_stop: bool = False
+
+    def improved(self, value: float) -> bool:
+        if self.best_metric is None:
+            return True
+        return value > self.best_metric if self.mode == "max" else value < self.best_metric
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["run_dir"] = str(self.run_dir)
+        return data
+
+
+class Callback:
+    """Base of training callbacks: every event does nothing until overridden."""
+
+    def on_train_begin(self, state: TrainerState) -> None:
+        """Once, before the first epoch (also after ``--resume``)."""
+
+    def on_epoch_begin(self, state: TrainerState) -> None:
+        """At the start of every epoch."""
+
+    def on_step_end(self, state: TrainerState, logs: dict[str, float]) -> None:
+        """After every optimizer step; ``logs`` has ``loss`` (mean over the step) and ``lr``."""
+
+    def on_evaluate(self, state: TrainerState, metrics: dict[str, float]) -> None:
+        """After every evaluation; ``metrics`` are keyed ``split.name`` (``validation.accuracy``)."""
+
+    def on_epoch_end(self, state: TrainerState) -> None:
+        """At the end of every epoch, after its evaluation."""
+
+    def on_train_end(self, state: TrainerState) -> None:
+        """Once, after the last epoch or an early stop."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What to save with a checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+
+class CallbackList:
+    """Fires each event on every callback, in order; missing methods are skipped (duck-typed callbacks work)."""
+
+    def __init__(self, callbacks: list[Any]) -> None:
+        self.callbacks = callbacks
+
+    def fire(self, event: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, event, None)
+            if method is not None:
+                method(*args)
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        return [getattr(c, "state_dict", dict)() for c in self.callbacks]
+
+    def load_state_dict(self, states: list[dict[str, Any]]) -> None:
+        for callback, state in zip(self.callbacks, states):
+            if hasattr(callback, "load_state_dict"):
+                callback.load_state_dict(state)

@@ -1,0 +1,227 @@
+"""`engine`: run, validate, schema, predict, evaluate, plugins. Heavy imports wait until a command needs them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from engine.errors import EngineError
+
+
+def _plugin_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugins", metavar="NAMES", help="comma-separated third-party plugins to load (default: all installed; env ENGINE_PLUGINS)")
+    parser.add_argument("--block-plugins", metavar="NAMES", default="", help="comma-separated plugins not to load (env ENGINE_BLOCK_PLUGINS)")
+
+
+def _task_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task_file", type=Path, help="the task.json to use")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a task-file value, e.g. --set training.epochs=1 (repeatable; VALUE is JSON or a string)")
+    _plugin_flags(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engine", description="Fine-tune pretrained transformer encoders from one task.json.",
+        epilog="Start with: engine run examples/sentiment/task.json",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = commands.add_parser("run", help="train a model as a task file says, and evaluate it")
+    _task_flags(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in output_dir")
+    p.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
+
+    p = commands.add_parser("validate", help="check a task file without loading any model")
+    _task_flags(p)
+
+    p = commands.add_parser("schema", help="print the JSON Schema of task files, the plugins' sections included")
+    _plugin_flags(p)
+
+    p = commands.add_parser("predict", help="predict with a trained model")
+    p.add_argument("run_dir", type=Path, help="a run directory (or its model/ folder)")
+    p.add_argument("--input", "-i", type=Path, required=True, help="CSV, TSV, JSONL... with the training text fields")
+    p.add_argument("--output", "-o", type=Path, help="JSONL to write (default: standard output)")
+    p.add_argument("--batch-size", type=int, default=64)
+    _plugin_flags(p)
+
+    p = commands.add_parser("evaluate", help="score a trained model on labelled data")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--data", "-d", type=Path, required=True, help="labelled data in the training format")
+    p.add_argument("--output", "-o", type=Path, help="write the metrics as JSON here too")
+    p.add_argument("--batch-size", type=int, default=64)
+    _plugin_flags(p)
+
+    p = commands.add_parser("plugins", help="list plugins, their versions, sources and hooks")
+    p.add_argument("--hook", help="only plugins implementing this hook, e.g. build_head")
+    p.add_argument("--components", action="store_true", help="also list the components each plugin declares")
+    _plugin_flags(p)
+    return parser
+
+
+def _split(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _manager(args: argparse.Namespace, modules: Sequence[str] = (), base_dir: Path | None = None) -> Any:
+    from engine import console
+    from engine.plugins import load_plugins
+
+    manager = load_plugins(modules, base_dir, only=_split(args.plugins), block=_split(args.block_plugins) or [])
+    for name, error in manager.failures.items():
+        console.warn(f"plugin {name!r} failed to load and is skipped: {error}")
+    return manager
+
+
+def _resolve(args: argparse.Namespace) -> tuple[Any, Any]:
+    from engine.config import apply_overrides, read_task_file, resolve
+
+    path = args.task_file
+    raw = apply_overrides(read_task_file(path), args.overrides)
+    modules = raw.get("plugins", []) if isinstance(raw.get("plugins"), list) else []
+    manager = _manager(args, modules, path.resolve().parent)
+    resolved = resolve(raw, manager.registry(), source=path, base_dir=path.resolve().parent,
+                       failure_note=manager.failure_note())
+    return resolved, manager
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from engine import console
+
+    resolved, _ = _resolve(args)
+    console.info(f"[green]ok[/]: {args.task_file} is a valid {resolved.task.name} task "
+                 f"(data: {resolved.data.name}, head: {resolved.head.name}, output: {resolved.output_dir})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from engine import console
+
+    resolved, manager = _resolve(args)
+    from engine.trainer import run
+
+    result = run(resolved, manager, overwrite=args.overwrite, resume=args.resume)
+    if result.metrics:
+        console.metrics_table(result.metrics)
+    console.info(f"Saved to [bold]{result.run_dir}[/] (model: {result.run_dir / 'model'})")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from engine.schema import task_schema
+
+    print(json.dumps(task_schema(_manager(args).registry()), indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from engine import console
+    from engine.inference import load_model, read_input, write_jsonl
+    from engine.trainer import infer, index_features
+
+    from accelerate import Accelerator
+
+    manager = _manager(args)
+    loaded = load_model(args.run_dir, manager)
+    split = read_input(loaded, manager, args.input, labelled=False)
+    features = index_features(loaded.task.encode(split, loaded.tokenizer, loaded.meta["max_length"], labelled=False))
+    accelerator = Accelerator()
+    model = accelerator.prepare_model(loaded.model, evaluation_mode=True)
+    outputs, _ = infer(model, features, loaded.task, loaded.tokenizer, args.batch_size, accelerator, "predict")
+    predictions = loaded.task.predictions(split, features, outputs)
+    rows = [loaded.task.format_prediction(row, p) for row, p in zip(split.rows, predictions)]
+    if accelerator.is_main_process:
+        write_jsonl(rows, args.output)
+        if args.output:
+            console.info(f"Wrote {len(rows)} predictions to {args.output}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine import console
+    from engine.config import resolve_choice
+    from engine.errors import ConfigError
+    from engine.inference import load_model, read_input
+    from engine.run import write_json
+    from engine.trainer import compute_metrics, index_features, infer
+
+    from accelerate import Accelerator
+
+    manager = _manager(args)
+    loaded = load_model(args.run_dir, manager)
+    split = read_input(loaded, manager, args.data, labelled=True)
+    loaded.task.check(split)
+    task_json = loaded.directory.parent / "task.json"
+    raw_metrics = json.loads(task_json.read_text())["metrics"] if task_json.is_file() else loaded.task.defaults.get("metrics", [])
+    issues: list = []
+    choices = [resolve_choice(manager.registry(), "metric", m, f"metrics.{i}", issues) for i, m in enumerate(raw_metrics)]
+    if issues:
+        raise ConfigError(issues, task_json)
+    features = index_features(loaded.task.encode(split, loaded.tokenizer, loaded.meta["max_length"], labelled=True))
+    accelerator = Accelerator()
+    model = accelerator.prepare_model(loaded.model, evaluation_mode=True)
+    outputs, loss = infer(model, features, loaded.task, loaded.tokenizer, args.batch_size, accelerator, "evaluate")
+    values = compute_metrics(loaded.task, [c.build(loaded.task) for c in choices if c], split, features, outputs, loss)
+    if accelerator.is_main_process:
+        console.metrics_table({args.data.name: values})
+        if args.output:
+            write_json(args.output, values)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine.registry import KINDS
+
+    manager = _manager(args)
+    registry = manager.registry()
+    if args.hook and args.hook not in KINDS:
+        from engine.errors import did_you_mean
+
+        raise EngineError(f"--hook: unknown hook {args.hook!r}{did_you_mean(args.hook, KINDS)}; expected one of: {', '.join(KINDS)}")
+    table = Table(title="engine plugins", title_justify="left")
+    for column in ("plugin", "version", "source", "hooks", *(["components"] if args.components else [])):
+        table.add_column(column)
+    for info in manager.infos.values():
+        if args.hook and args.hook not in info.hooks:
+            continue
+        row = [info.name, info.version, info.source, ", ".join(info.hooks)]
+        if args.components:
+            row.append(", ".join(f"{KINDS[h]}:{c.name}" for h in KINDS for c in registry.components[h].values() if c.plugin == info.name))
+        table.add_row(*row)
+    Console(highlight=False).print(table)
+    for name, error in manager.failures.items():
+        print(f"{name}: failed to load ({error})")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "schema": cmd_schema, "predict": cmd_predict,
+            "evaluate": cmd_evaluate, "plugins": cmd_plugins}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return COMMANDS[args.command](args)
+    except EngineError as exc:
+        if args.debug:
+            raise
+        from engine import console
+
+        console.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+"""task.json: reading, overriding, validating against the core's sections and the plugins' option models.
+
+Every problem is collected and reported together, each with its JSON path, what was expected and what came.
+A component section (``task``, ``data``, ``head``, ...) is a name or an object whose ``name`` (``format`` for
+``data``) picks the component and whose other keys are that component's options.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.errors import ConfigError, ConfigIssue, did_you_mean
+from engine.registry import KINDS, Component, Registry
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(Section):
+    """The pretrained encoder."""
+
+    name: str = Field(DEFAULT_MODEL, description="A short name of a packaged model, a local directory, or a hub id.")
+    max_length: int | None = Field(
+        None, ge=8, le=8192, description="Longest input in tokens; default: the model's limit, at most 512."
+    )
+    revision: str | None = Field(None, description="Hub revision, for hub ids.")
+
+
+class TrainingConfig(Section):
+    """The loop."""
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1, description="Default: twice batch_size.")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm; null to turn off.")
+    seed: int = 13
+    eval_steps: int | None = Field(None, ge=1, description="Also evaluate every N optimizer steps.")
+    monitor: str | None = Field(
+        None, description="Metric that selects the best model, e.g. 'validation.accuracy'; default: the task's."
+    )
+    mode: Literal["auto", "max", "min"] = Field("auto", description="Whether the monitor improves up or down.")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice.")
+
+
+class TaskFile(Section):
+    """The shape of task.json before components are resolved."""
+
+    task: Any
+    model: ModelConfig = ModelConfig()
+    data: Any
+    augment: list[Any] = []
+    head: Any = None
+    freeze: Any = "none"
+    optimizer: Any = "adamw"
+    scheduler: Any = "linear"
+    training: TrainingConfig = TrainingConfig()
+    metrics: list[Any] | None = None
+    callbacks: list[Any] = []
+    output_dir: str | None = None
+    plugins: list[str] = []
+
+
+@dataclass
+class Choice:
+    """A resolved component section: the component and its validated options."""
+
+    component: Component
+    options: BaseModel | None
+    raw: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.component.name
+
+    def build(self, *args: Any, **kwargs: Any) -> Any:
+        return self.component.build(self.options, *args, **kwargs)
+
+
+@dataclass
+class ResolvedTask:
+    """A validated task file: the core's sections, the chosen components, where it came from."""
+
+    source: Path | None
+    base_dir: Path
+    raw: dict[str, Any]
+    task: Choice
+    task_object: Any
+    model: ModelConfig
+    data: Choice
+    augment: list[Choice]
+    head: Choice
+    freeze: Choice
+    optimizer: Choice
+    scheduler: Choice
+    training: TrainingConfig
+    metrics: list[Choice]
+    callbacks: list[Choice]
+    output_dir: Path
+    plugins: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The task file as run: every default filled in, loadable by ``engine run`` again."""
+        return {
+            "task": self.task.raw,
+            "model": self.model.model_dump(),
+            "data": self.data.raw,
+            "augment": [c.raw for c in self.augment],
+            "head": self.head.raw,
+            "freeze": self.freeze.raw,
+            "optimizer": self.optimizer.raw,
+            "scheduler": self.scheduler.raw,
+            "training": self.training.model_dump(),
+            "metrics": [c.raw for c in self.metrics],
+            "callbacks": [c.raw for c in self.callbacks],
+            "output_dir": str(self.output_dir),
+            "plugins": self.plugins,
+        }
+
+
+# --- reading -----------------------------------------------------------------------------------------------------
+
+
+def read_task_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue("", "task file not found")], path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue("", f"cannot read the task file: {exc}")], path) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([ConfigIssue("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")], path) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([ConfigIssue("", f"expected a JSON object at the top, got {type(raw).__name__}")], path)
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set a.b=value`` overrides; the value is JSON when it parses as JSON, else a string."""
+    raw = copy.deepcopy(raw)
+    issues = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            issues.append(ConfigIssue(key, f"--set expects KEY=VALUE such as training.epochs=1, got {item!r}"))
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        node: Any = raw
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                if not isinstance(node.get(part), (dict, list)):
+                    node[part] = {"name": node[part]} if isinstance(node.get(part), str) else {}
+                node = node[part]
+            else:
+                issues.append(ConfigIssue(".".join(parts[: i + 1]), f"cannot set {key!r}: not an object"))
+                break
+        else:
+            last = parts[-1]
+            if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+                node[int(last)] = value
+            elif isinstance(node, dict):
+                node[last] = value
+            else:
+                issues.append(ConfigIssue(key, f"cannot set {key!r}: not an object"))
+    if issues:
+        raise ConfigError(issues)
+    return raw
+
+
+# --- validating --------------------------------------------------------------------------------------------------
+
+
+def pydantic_issues(error: ValidationError, prefix: str, model: type[BaseModel] | None = None) -> list[ConfigIssue]:
+    """Turn pydantic's errors into issues with JSON paths, the value that came, and 'did you mean'."""
+    issues = []
+    for err in error.errors():
+        path = ".".join([prefix, *map(str, err["loc"])]).strip(".")
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            fields = _fields_at(model, err["loc"][:-1]) if model else []
+            allowed = f"; allowed keys: {', '.join(fields)}" if fields else ""
+            issues.append(ConfigIssue(path, f"unknown key{did_you_mean(key, fields)}{allowed}"))
+            continue
+        got = err.get("input")
+        came = "" if err["type"] == "missing" else f"; got {json.dumps(got) if _jsonable(got) else repr(got)}"
+        issues.append(ConfigIssue(path, f"{err['msg'][0].lower()}{err['msg'][1:]}{came}"))
+    return issues
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _fields_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    for part in loc:
+        if model is None:
+            return []
+        info = model.model_fields.get(str(part))
+        annotation = getattr(info, "annotation", None)
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return list(model.model_fields) if model else []
+
+
+def resolve_choice(
+    registry: Registry, hook: str, value: Any, path: str, issues: list[ConfigIssue], key: str = "name",
+    note: str = "",
+) -> Choice | None:
+    """Validate one component section: ``"name"`` or ``{"name": ..., **options}``."""
+    if isinstance(value, str):
+        value = {key: value}
+    if not isinstance(value, dict):
+        issues.append(ConfigIssue(path, f"expected a {KINDS[hook]} name or an object with {key!r}, got {json.dumps(value)}"))
+        return None
+    name = value.get(key)
+    if name is None:
+        issues.append(ConfigIssue(f"{path}.{key}", f"missing: which {KINDS[hook]}? one of: {', '.join(registry.names(hook))}"))
+        return None
+    component = registry.find(hook, name) if isinstance(name, str) else None
+    if component is None:
+        issue = registry.unknown(hook, name, f"{path}.{key}")
+        issues.append(ConfigIssue(issue.path, issue.message + note))
+        return None
+    options_raw = {k: v for k, v in value.items() if k != key}
+    options = None
+    if component.options is not None:
+        try:
+            options = component.options.model_validate(options_raw)
+        except ValidationError as exc:
+            issues.extend(pydantic_issues(exc, path, component.options))
+            return None
+    elif options_raw:
+        issues.append(ConfigIssue(path, f"{KINDS[hook]} {name!r} takes no options, got {', '.join(options_raw)}"))
+        return None
+    return Choice(component, options, value)
+
+
+def _merge(defaults: Any, user: Any) -> Any:
+    """The user's value over a task's default; objects merge key by key when they name the same component."""
+    if user is None:
+        return copy.deepcopy(defaults)
+    if isinstance(defaults, dict) and isinstance(user, dict):
+        if "name" in defaults and "name" in user and defaults["name"] != user["name"]:
+            return user
+        merged = copy.deepcopy(defaults)
+        merged.update(user)
+        return merged
+    if isinstance(defaults, dict) and isinstance(user, str) and defaults.get("name") == user:
+        return copy.deepcopy(defaults)
+    return user
+
+
+def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None, base_dir: Path | None = None,
+            failure_note: str = "") -> ResolvedTask:
+    """Validate a task file (already read and overridden) against the core's sections and the components."""
+    base_dir = base_dir or (source.parent if source else Path.cwd())
+    issues: list[ConfigIssue] = []
+
+    task_choice = resolve_choice(registry, "task", raw.get("task"), "task", issues, note=failure_note) if "task" in raw else None
+    if "task" not in raw:
+        issues.append(ConfigIssue("task", f"missing: which task? one of: {', '.join(registry.names('task'))}"))
+    task_object = task_choice.build() if task_choice else None
+
+    # A task's defaults (a head, metrics, a learning rate that suits it) sit under what the user wrote.
+    defaults: dict[str, Any] = dict(getattr(task_object, "defaults", {}) or {})
+    raw = dict(raw)
+    for key, value in defaults.items():
+        user = raw.get(key)
+        raw[key] = _merge(value, user if key in raw else None)
+
+    try:
+        shape = TaskFile.model_validate(raw)
+    except ValidationError as exc:
+        issues.extend(i for i in pydantic_issues(exc, "", TaskFile) if i.path != "task" or "task" in raw)
+        shape = None
+    if shape is None:
+        raise ConfigError(issues, source)
+
+    if raw.get("data") is None:
+        issues.append(ConfigIssue("data", "missing: where is the training data? e.g. {\"train\": \"train.tsv\"}"))
+        data_choice = None
+    else:
+        data_raw = raw["data"]
+        if isinstance(data_raw, dict) and "format" not in data_raw:
+            data_raw = {**data_raw, "format": infer_format(data_raw, registry)}
+        data_choice = resolve_choice(registry, "load_data", data_raw, "data", issues, key="format", note=failure_note)
+
+    augment = [resolve_choice(registry, "augment", v, f"augment.{i}", issues, note=failure_note) for i, v in enumerate(shape.augment)]
+    if shape.head is None:
+        issues.append(ConfigIssue("head", "missing, and the task has no default head"))
+        head = None
+    else:
+        head = resolve_choice(registry, "build_head", shape.head, "head", issues, note=failure_note)
+    freeze = resolve_choice(registry, "freeze", shape.freeze, "freeze", issues, note=failure_note)
+    optimizer = resolve_choice(registry, "optimizer", shape.optimizer, "optimizer", issues, note=failure_note)
+    scheduler = resolve_choice(registry, "scheduler", shape.scheduler, "scheduler", issues, note=failure_note)
+    metrics = [resolve_choice(registry, "metric", v, f"metrics.{i}", issues, note=failure_note) for i, v in enumerate(shape.metrics or [])]
+    callbacks = [resolve_choice(registry, "callback", v, f"callbacks.{i}", issues, note=failure_note) for i, v in enumerate(shape.callbacks)]
+
+    # The history log is what makes a run inspectable afterwards: always on.
+    if registry.find("callback", "history") and not any(c and c.name == "history" for c in callbacks):
+        callbacks.append(resolve_choice(registry, "callback", "history", "callbacks", issues))
+    monitor = shape.training.monitor
+    if monitor is not None and "." not in monitor:
+        issues.append(ConfigIssue("training.monitor", f"expected SPLIT.METRIC such as 'validation.accuracy', got {monitor!r}"))
+
+    if issues:
+        raise ConfigError(issues, source)
+    assert task_choice and data_choice and head and freeze and optimizer and scheduler
+    output_dir = Path(shape.output_dir) if shape.output_dir else Path("runs") / (source.stem if source else "run")
+    if not output_dir.is_absolute():
+        output_dir = base_dir / output_dir
+    return ResolvedTask(
+        source=source, base_dir=base_dir, raw=raw, task=task_choice, task_object=task_object, model=shape.model,
+        data=data_choice, augment=[c for c in augment if c], head=head, freeze=freeze, optimizer=optimizer,
+        scheduler=scheduler, training=shape.training, metrics=[c for c in metrics if c],
+        callbacks=[c for c in callbacks if c], output_dir=output_dir, plugins=shape.plugins,
+    )
+
+
+def infer_format(data: dict[str, Any], registry: Registry) -> str | None:
+    """A data section without ``format`` gets the one its training file's extension names, when one does."""
+    train = data.get("train")
+    if not isinstance(train, str):
+        return None
+    suffix = Path(train).suffix.lstrip(".").lower()
+    if suffix and registry.find("load_data", suffix):
+        return suffix
+    if Path(train).is_dir() or not suffix:
+        return "datasets" if registry.find("load_data", "datasets") else None
+    return None

@@ -1,0 +1,94 @@
+"""Everything the user sees: the one place that uses rich. Only the main process prints."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.markup import escape
+from rich.text import Text
+
+console = Console(stderr=True, highlight=False)
+
+
+def set_quiet(quiet: bool) -> None:
+    console.quiet = quiet
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, named by the task's ``unit`` field."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        unit = task.fields.get("unit", "it")
+        return Text(f"{speed:,.1f} {unit}/s" if speed else f"- {unit}/s", style="progress.data.speed")
+
+
+def progress(transient: bool = False) -> Progress:
+    """A progress bar with throughput and ETA; ``postfix`` carries live values such as the loss."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("<"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[postfix]}"),
+        console=console,
+        transient=transient,
+        disable=console.quiet,
+    )
+
+
+def track(items: Iterable[Any], total: int, description: str, unit: str = "rows") -> Iterable[Any]:
+    with progress(transient=True) as bar:
+        task = bar.add_task(description, total=total, unit=unit, postfix="")
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+def info(message: str) -> None:
+    console.print(message)
+
+
+def warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def error(message: str) -> None:
+    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def metrics_table(metrics: dict[str, dict[str, float]], title: str = "Metrics") -> None:
+    """Splits as rows, metric names as columns."""
+    names: list[str] = []
+    for values in metrics.values():
+        names.extend(n for n in values if n not in names and not isinstance(values[n], dict))
+    table = Table(title=title, title_justify="left")
+    table.add_column("split")
+    for name in names:
+        table.add_column(name, justify="right")
+    for split, values in metrics.items():
+        table.add_row(split, *(_fmt(values.get(name)) for name in names))
+    Console(highlight=False).print(table)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)

@@ -1,0 +1,153 @@
+"""The contract between the engine and its plugins.
+
+Every stage of a run is a hook, and every hook has the same shape: the engine calls it once per plugin with a
+``register`` callable, and the plugin declares the components it offers for that stage::
+
+    from engine import hookimpl
+
+    @hookimpl
+    def metric(register):
+        register("accuracy", Accuracy, options=AccuracyOptions)
+
+A task file then picks a component by name (``"metrics": ["accuracy"]``) and its other keys are validated by the
+``options`` pydantic model before any model is loaded. Declaring instead of answering lets the engine validate a
+whole task file up front, print its JSON Schema, suggest near-miss names and show who offers what; two plugins
+declaring one name is an error that names both.
+
+None of these hooks is ``firstresult``: every plugin is called, and every registration is collected. The *one
+answer* of a single-choice stage (the data format, the head, the optimizer) is the component the task file names.
+
+``register(name, factory, *, options=None, description=None)``:
+    ``name``        the name a task file uses (lowercase, ``snake_case``).
+    ``factory``     what the engine calls to build the component; its arguments are given per hook below.
+    ``options``     a ``pydantic.BaseModel`` subclass validating the component's keys in the task file;
+                    ``None`` means the component takes no options. The factory receives an instance.
+    ``description`` one line for ``engine plugins``; defaults to the first line of the factory's docstring.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from engine.registry import Register
+
+PROJECT = "engine"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --- what is learned -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def task(register: Register) -> None:
+    """Declare task types (``"task": "classification"``).
+
+    ``factory(options) -> engine.task.Task``: an object that learns its label space from the training split, encodes
+    rows into model features, tells the head what to produce, and turns head outputs back into predictions.
+    firstresult: no (every registration is collected).
+    """
+
+
+# --- data ------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def load_data(register: Register) -> None:
+    """Declare data formats (``"data": {"format": "tsv", ...}``).
+
+    ``factory(options, base_dir) -> dict[str, engine.data.Split]``: reads the splits the options name
+    (``train``, ``validation``, ``test``), resolving relative paths against ``base_dir`` (the task file's folder).
+    Options models should subclass ``engine.data.DataOptions``. Errors in the data raise ``engine.DataError`` with
+    the file and line. The format also reads ``engine predict`` / ``engine evaluate`` inputs, through
+    ``factory(options, base_dir)`` with options whose ``train`` is that file.
+    firstresult: no (every registration is collected).
+    """
+
+
+@hookspec
+def augment(register: Register) -> None:
+    """Declare augmentations of the training split (``"augment": [{"name": "random_swap", "p": 0.1}]``).
+
+    ``factory(options) -> Callable[[list[dict], random.Random], list[dict]]``: takes the training rows and a seeded
+    random generator, returns the augmented rows. Augmentations chain in the order the task file lists them and
+    never touch validation or test rows.
+    firstresult: no (every registration is collected).
+    """
+
+
+# --- model -----------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def build_head(register: Register) -> None:
+    """Declare heads (``"head": {"name": "linear", "dropout": 0.1}``).
+
+    ``factory(options, spec: engine.head.HeadSpec) -> torch.nn.Module``: a module whose
+    ``forward(backbone_output, batch) -> engine.head.HeadOutput`` maps the encoder's hidden states to logits,
+    predictions and, when the batch has labels, a loss. ``spec`` says what the task needs (outputs, level, loss).
+    firstresult: no (every registration is collected).
+    """
+
+
+@hookspec
+def freeze(register: Register) -> None:
+    """Declare freezing strategies (``"freeze": {"name": "layers", "n": 4}``).
+
+    ``factory(options) -> object`` with ``apply(model: engine.model.EngineModel, epoch: int) -> None``, called at
+    the start of every epoch (0-based), which sets ``requires_grad`` on backbone parameters. Schedules that
+    unfreeze over time act at these epoch boundaries.
+    firstresult: no (every registration is collected).
+    """
+
+
+# --- optimisation ----------------------------------------------------------------------------------------------
+
+
+@hookspec
+def optimizer(register: Register) -> None:
+    """Declare optimizers (``"optimizer": {"name": "adamw", "lr": 1e-4}``).
+
+    ``factory(options, model: engine.model.EngineModel) -> torch.optim.Optimizer``, usually with parameter groups
+    (no weight decay on biases and norms, a learning rate of its own for the head).
+    firstresult: no (every registration is collected).
+    """
+
+
+@hookspec
+def scheduler(register: Register) -> None:
+    """Declare learning-rate schedules (``"scheduler": {"name": "linear", "warmup_ratio": 0.06}``).
+
+    ``factory(options, optimizer, num_training_steps: int) -> torch.optim.lr_scheduler.LRScheduler``, stepped once
+    per optimizer step.
+    firstresult: no (every registration is collected).
+    """
+
+
+# --- observation -----------------------------------------------------------------------------------------------
+
+
+@hookspec
+def callback(register: Register) -> None:
+    """Declare training callbacks (``"callbacks": [{"name": "early_stopping", "patience": 2}]``).
+
+    ``factory(options) -> engine.callbacks.Callback``: an object with any of the ``on_*`` event methods of
+    ``engine.callbacks.Callback``; it may stop training by setting ``state.should_stop``. Callbacks with state
+    implement ``state_dict``/``load_state_dict`` so ``--resume`` restores them.
+    firstresult: no (every registration is collected).
+    """
+
+
+@hookspec
+def metric(register: Register) -> None:
+    """Declare evaluation metrics (``"metrics": ["accuracy", "f1_macro"]``).
+
+    ``factory(options, task) -> Callable[[list, list], dict[str, float]]``: called with the predictions and
+    references of a whole split (as the task's ``predictions``/``references`` give them, gathered from all
+    processes) and returns named values. Raise ``engine.EngineError`` from the factory when the task's outputs
+    are not what the metric measures.
+    firstresult: no (every registration is collected).
+    """

@@ -1,0 +1,116 @@
+"""Components the plugins declared, by hook and name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from pydantic import BaseModel
+
+from engine.errors import ConfigIssue, PluginError, did_you_mean
+
+# The hooks through which components are declared, and what a task file calls a component of each.
+KINDS: dict[str, str] = {
+    "task": "task",
+    "load_data": "data format",
+    "augment": "augmentation",
+    "build_head": "head",
+    "freeze": "freezing strategy",
+    "optimizer": "optimizer",
+    "scheduler": "scheduler",
+    "callback": "callback",
+    "metric": "metric",
+}
+
+
+class Register(Protocol):
+    """The callable every hook receives; see ``engine.hookspecs``."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        options: type[BaseModel] | None = None,
+        description: str | None = None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Component:
+    """One named thing a plugin offers for one hook."""
+
+    hook: str
+    name: str
+    factory: Callable[..., Any]
+    options: type[BaseModel] | None
+    description: str
+    plugin: str
+
+    def build(self, options: BaseModel | None, *args: Any, **kwargs: Any) -> Any:
+        return self.factory(options, *args, **kwargs)
+
+
+@dataclass
+class Registry:
+    """Everything declared, checked for duplicates as it is added."""
+
+    components: dict[str, dict[str, Component]] = field(default_factory=lambda: {hook: {} for hook in KINDS})
+
+    def add(self, component: Component) -> None:
+        taken = self.components[component.hook].get(component.name)
+        if taken is not None:
+            raise PluginError(
+                f"{KINDS[component.hook]} {component.name!r} is declared twice: by plugin {taken.plugin!r} and by "
+                f"plugin {component.plugin!r}. Block one of them (--block-plugin NAME or ENGINE_BLOCK_PLUGINS)."
+            )
+        self.components[component.hook][component.name] = component
+
+    def names(self, hook: str) -> list[str]:
+        return sorted(self.components[hook])
+
+    def find(self, hook: str, name: str) -> Component | None:
+        return self.components[hook].get(name)
+
+    def unknown(self, hook: str, name: object, path: str) -> ConfigIssue:
+        """The issue to report when a task file names a component nobody declared."""
+        known = self.names(hook)
+        hint = did_you_mean(name, known) if isinstance(name, str) else ""
+        listing = ", ".join(repr(n) for n in known) or "none (is a plugin missing?)"
+        return ConfigIssue(path, f"unknown {KINDS[hook]} {name!r}{hint}; expected one of: {listing}")
+
+    def get(self, hook: str, name: str) -> Component:
+        component = self.find(hook, name)
+        if component is None:
+            from engine.errors import ConfigError
+
+            raise ConfigError([self.unknown(hook, name, KINDS[hook])])
+        return component
+
+
+def make_register(registry: Registry, hook: str, plugin: str) -> Register:
+    """A ``register`` callable that records each declaration under ``plugin``."""
+
+    def register(
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        options: type[BaseModel] | None = None,
+        description: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin {plugin!r}, hook {hook!r}: register() expects a non-empty name, got {name!r}")
+        if not callable(factory):
+            raise PluginError(
+                f"plugin {plugin!r}, hook {hook!r}: register({name!r}, ...) expects a callable factory, "
+                f"got {type(factory).__name__}"
+            )
+        if options is not None and not (isinstance(options, type) and issubclass(options, BaseModel)):
+            raise PluginError(
+                f"plugin {plugin!r}, hook {hook!r}: register({name!r}, options=...) expects a pydantic BaseModel "
+                f"subclass, got {options!r}"
+            )
+        doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
+        registry.add(Component(hook, name, factory, options, description or (doc[0] if doc else ""), plugin))
+
+    return register

@@ -1,0 +1,122 @@
+"""The run directory: what a run leaves behind, written so a killed run never looks complete.
+
+    RUN_DIR/
+      task.json        the task as run, every default filled in
+      manifest.json    versions, seed, data fingerprints, plugins, status
+      history.jsonl    one line per logged step and evaluation
+      metrics.json     {"validation": {...}, "test": {...}} for the splits given
+      model/           the trained model (written to model.tmp/, then renamed)
+      checkpoints/     last/ (Accelerate state) and best.safetensors, for --resume
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from engine.errors import RunDirError
+
+MARKERS = ("manifest.json", "task.json")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
+    """Create the run directory, refusing to clobber an earlier run unless asked."""
+    if resume:
+        if not (path / "checkpoints" / "last").is_dir():
+            raise RunDirError(f"--resume: {path} has no checkpoint to resume from (expected {path}/checkpoints/last/)")
+        return
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise RunDirError(
+                f"output directory {path} already holds files; pass --overwrite to replace it, --resume to continue "
+                f"it, or set output_dir (e.g. --set output_dir=runs/new)"
+            )
+        if not any((path / marker).exists() for marker in MARKERS):
+            raise RunDirError(f"--overwrite: {path} does not look like a run directory (no manifest.json); not deleting it")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished directory into place; the old one goes only once the new one is whole."""
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """sha256 and size of a data file, or of every file in a data folder."""
+    if path.is_dir():
+        digest = hashlib.sha256()
+        size = 0
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(file.relative_to(path)).encode())
+            digest.update(_sha256(file).encode())
+            size += file.stat().st_size
+        return {"path": str(path), "sha256": digest.hexdigest(), "bytes": size}
+    if path.is_file():
+        return {"path": str(path), "sha256": _sha256(path), "bytes": path.stat().st_size}
+    return {"path": str(path)}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def versions(extra: list[str] = ()) -> dict[str, str]:  # type: ignore[assignment]
+    names = ["engine", "torch", "transformers", "accelerate", "datasets", "pluggy", "pydantic", *extra]
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def manifest(*, seed: int, data_files: dict[str, Path], plugins: list[dict[str, Any]], status: str,
+             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "status": status,
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions(),
+        "seed": seed,
+        "data": {split: fingerprint(path) for split, path in data_files.items()},
+        "plugins": plugins,
+        **(extra or {}),
+    }

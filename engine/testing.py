@@ -1,0 +1,96 @@
+"""Fixtures for testing engine plugins, loaded by pytest automatically wherever engine is installed.
+
+``tiny_model_dir``  a tiny random BERT with a WordPiece tokenizer, saved locally (seconds, no downloads)
+``write_task``      writes a task.json (and any data files) into a temporary folder and returns its path
+``run_engine``      runs the ``engine`` CLI in-process: ``run_engine("run", task_path)`` -> ``Result``
+``plugin_manager``  a ``PluginManager`` with the built-ins, to which a test adds its own plugin module
+
+A plugin's tests typically write a task that names ``tiny_model_dir`` as the model and the plugin's components,
+then ``run_engine("run", ...)`` and inspect the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+WORDS = """the a an and or but not no is was are were be been it this that these those i you he she we they my your
+his her our their of to in on at for with from by as about into over after before good bad great terrible awesome
+awful love loved hate hated like liked best worst nice poor excellent boring fun funny movie film phone food place
+service product story plot acting quality price time day night very really so too quite more most less least just
+john paul mary london paris berlin google apple microsoft new york city company people year years one two three""".split()
+
+
+def build_tiny_model(directory: Path, *, hidden_size: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """Save a randomly initialised BERT (2 layers, hidden 32) and its WordPiece tokenizer to ``directory``."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars), *WORDS]
+    vocab = list(dict.fromkeys(vocab))
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True, model_max_length=128)
+    tokenizer.save_pretrained(directory)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=hidden_size * 2, max_position_embeddings=128, type_vocab_size=2,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_engine(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    from engine.cli import main
+
+    def run(*args: Any) -> Result:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def write_task(tmp_path: Path) -> Callable[..., Path]:
+    def write(task: dict[str, Any], files: dict[str, str] | None = None, name: str = "task.json") -> Path:
+        for rel, content in (files or {}).items():
+            path = tmp_path / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+        path = tmp_path / name
+        path.write_text(json.dumps(task, indent=2), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def plugin_manager(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from engine.plugins import PluginManager
+
+    monkeypatch.setenv("ENGINE_PLUGINS", "")
+    manager = PluginManager()
+    manager.load_entry_points()
+    return manager

@@ -1,0 +1,48 @@
+"""Text classification: one label per text (softmax) or several (sigmoid with a threshold), over one text or a pair.
+
+Labels are strings. They come from the training data (sorted) unless ``labels`` lists them, which also fixes their
+order; they are saved with the model (``id2label`` in its config.json).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine import hookimpl
+
+
+class ClassificationOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    multi_label: bool = Field(False, description="Each text may carry several labels (or none).")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Multi-label: a label is predicted above this probability.")
+    labels: list[str] | None = Field(None, min_length=2, description="The label names, in order; default: those in the training data.")
+    label_separator: str = Field(",", min_length=1, description="Multi-label: separates labels inside one field.")
+
+
+def build_task(options: ClassificationOptions) -> Any:
+    """Assign one label (or several) to a text or a pair of texts."""
+    from engine_builtins.classification.task import ClassificationTask
+
+    return ClassificationTask(options)
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@hookimpl
+def task(register: Any) -> None:
+    register("classification", build_task, options=ClassificationOptions)
+
+
+@hookimpl
+def metric(register: Any) -> None:
+    from engine_builtins.classification import metrics
+
+    register("accuracy", metrics.accuracy, description="Share of rows whose label (or label set) is exactly right.")
+    for average in ("macro", "micro"):
+        for name in ("precision", "recall", "f1"):
+            register(f"{name}_{average}", metrics.prf(name, average), description=f"{name.capitalize()}, {average}-averaged over labels.")

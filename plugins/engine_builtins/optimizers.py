@@ -1,0 +1,114 @@
+"""Optimizers (AdamW, SGD) with the usual parameter groups, and learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine import hookimpl
+
+
+class AdamWOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(1e-4, gt=0, description="Learning rate of the encoder. 1e-4 suits small encoders such as the default MiniLM; base-size models usually want 2e-5 to 5e-5.")
+    head_lr: float | None = Field(None, gt=0, description="Learning rate of the head (and a CRF's transitions); default: lr.")
+    weight_decay: float = Field(0.01, ge=0, description="Applied to weight matrices only, never to biases or norms.")
+    layer_decay: float | None = Field(None, gt=0, le=1, description="Layer-wise decay: each layer below the top gets lr times this, once more per layer.")
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+
+
+class SgdOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(1e-2, gt=0)
+    head_lr: float | None = Field(None, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    layer_decay: float | None = Field(None, gt=0, le=1)
+    momentum: float = Field(0.9, ge=0)
+
+
+def layer_of(name: str, num_layers: int) -> int:
+    """0 for embeddings, i+1 for encoder layer i, num_layers+1 for anything above (pooler)."""
+    if "embeddings" in name:
+        return 0
+    parts = name.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part in ("layer", "layers", "h", "block") and parts[i + 1].isdigit():
+            return int(parts[i + 1]) + 1
+    return num_layers + 1
+
+
+def parameter_groups(model: Any, options: Any) -> list[dict[str, Any]]:
+    """Decay only on tensors of two or more dimensions (as nanoGPT); the head at ``head_lr``; optional layer decay."""
+    num_layers = int(getattr(getattr(model.backbone, "config", None), "num_hidden_layers", 0) or 0)
+    groups: dict[tuple[float, float], list[Any]] = {}
+    for part, module in (("backbone", model.backbone), ("head", model.head)):
+        for name, param in module.named_parameters():
+            if part == "head":
+                lr = options.head_lr or options.lr
+            else:
+                depth = num_layers + 1 - layer_of(name, num_layers)
+                lr = options.lr * (options.layer_decay ** depth if options.layer_decay else 1.0)
+            decay = options.weight_decay if param.ndim >= 2 else 0.0
+            groups.setdefault((lr, decay), []).append(param)
+    return [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
+
+
+def build_adamw(options: AdamWOptions, model: Any) -> Any:
+    """AdamW with decoupled weight decay."""
+    import torch
+
+    return torch.optim.AdamW(parameter_groups(model, options), lr=options.lr, betas=options.betas, eps=options.eps)
+
+
+def build_sgd(options: SgdOptions, model: Any) -> Any:
+    """SGD with momentum."""
+    import torch
+
+    return torch.optim.SGD(parameter_groups(model, options), lr=options.lr, momentum=options.momentum)
+
+
+class ScheduleOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of the steps spent warming up linearly from 0.")
+    warmup_steps: int | None = Field(None, ge=0, description="Warm-up in steps; overrides warmup_ratio.")
+
+
+def _schedule(shape: Literal["linear", "cosine", "constant"]) -> Any:
+    def build(options: ScheduleOptions, optimizer: Any, num_training_steps: int) -> Any:
+        import torch
+
+        warmup = options.warmup_steps if options.warmup_steps is not None else int(options.warmup_ratio * num_training_steps)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            if shape == "constant":
+                return 1.0
+            progress = (step - warmup) / max(1, num_training_steps - warmup)
+            if shape == "linear":
+                return max(0.0, 1.0 - progress)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    build.__doc__ = {"linear": "Linear warm-up, then linear decay to zero.", "cosine": "Linear warm-up, then cosine decay to zero.",
+                     "constant": "Linear warm-up, then a constant rate."}[shape]
+    return build
+
+
+@hookimpl
+def optimizer(register: Any) -> None:
+    register("adamw", build_adamw, options=AdamWOptions)
+    register("sgd", build_sgd, options=SgdOptions)
+
+
+@hookimpl
+def scheduler(register: Any) -> None:
+    for shape in ("linear", "cosine", "constant"):
+        register(shape, _schedule(shape), options=ScheduleOptions)  # type: ignore[arg-type]
