@@ -24,7 +24,7 @@ class ClassificationOptions(BaseModel):
 
 def build_task(options: ClassificationOptions) -> Any:
     """Assign one label (or several) to a text or a pair of texts."""
-    from engine_builtins.classification.task import ClassificationTask
+    from engine_builtins.classification.classifier import ClassificationTask
 
     return ClassificationTask(options)
 

@@ -1,4 +1,7 @@
-"""The classification task: labels in, label ids out, and back to names."""
+"""The classification task: labels in, label ids out, and back to names.
+
+(Not named task.py: a submodule named like a hook would replace the hook function on the package once imported.)
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,110 @@
+"""task.json validation: every problem at once, each with its JSON path, what was expected and what came."""
+
+import json
+
+import pytest
+
+from engine.config import apply_overrides, read_task_file, resolve
+from engine.errors import ConfigError
+
+
+@pytest.fixture
+def registry(plugin_manager):
+    return plugin_manager.registry()
+
+
+def minimal(**extra):
+    return {"task": "classification", "data": {"train": "train.tsv"}, **extra}
+
+
+def issues_of(raw, registry):
+    with pytest.raises(ConfigError) as info:
+        resolve(raw, registry)
+    return {issue.path: issue.message for issue in info.value.issues}
+
+
+def test_minimal_task_gets_the_tasks_defaults(registry, tmp_path):
+    resolved = resolve(minimal(), registry, source=tmp_path / "task.json")
+    assert resolved.data.name == "tsv"  # from the file extension
+    assert resolved.head.name == "linear"
+    assert [m.name for m in resolved.metrics][:2] == ["accuracy", "f1_macro"]
+    assert resolved.optimizer.name == "adamw" and resolved.optimizer.options.lr == 1e-4
+    assert resolved.output_dir == tmp_path / "runs" / "task"
+    assert "history" in [c.name for c in resolved.callbacks]
+
+
+def test_all_problems_are_reported_together_with_paths(registry):
+    raw = minimal(
+        trainig={"epochs": 1},
+        training={"epochs": "many", "batch_size": 0},
+        head={"name": "lineer"},
+        optimizer={"name": "adamw", "lr": -1, "weight_decai": 0.1},
+        metrics=["acuracy"],
+    )
+    issues = issues_of(raw, registry)
+    assert "did you mean 'training'" in issues["trainig"]
+    assert "valid integer" in issues["training.epochs"] and '"many"' in issues["training.epochs"]
+    assert "greater than or equal to 1" in issues["training.batch_size"] and "got 0" in issues["training.batch_size"]
+
+
+def test_component_problems_name_the_path_and_suggest(registry):
+    raw = minimal(head={"name": "lineer"}, optimizer={"name": "adamw", "lr": -1, "weight_decai": 0.1}, metrics=["acuracy"])
+    issues = issues_of(raw, registry)
+    assert "unknown head 'lineer' (did you mean 'linear'?)" in issues["head.name"]
+    assert "greater than 0" in issues["optimizer.lr"] and "got -1" in issues["optimizer.lr"]
+    assert "did you mean 'weight_decay'" in issues["optimizer.weight_decai"]
+    assert "did you mean 'accuracy'" in issues["metrics.0.name"]
+
+
+def test_unknown_task_lists_the_known_ones(registry):
+    issues = issues_of({"task": "clasification", "data": {"train": "a.tsv"}}, registry)
+    assert "did you mean 'classification'" in issues["task.name"]
+
+
+def test_data_format_that_cannot_be_inferred_is_reported(registry):
+    issues = issues_of({"task": "classification", "data": {"train": "train.xyz"}}, registry)
+    assert "data.format" in issues
+
+
+def test_user_values_win_over_task_defaults(registry):
+    resolved = resolve(minimal(metrics=["f1_micro"], optimizer={"name": "adamw", "lr": 3e-5}), registry)
+    assert [m.name for m in resolved.metrics] == ["f1_micro"]
+    assert resolved.optimizer.options.lr == 3e-5
+
+
+def test_overrides_set_nested_values_as_json_or_strings():
+    raw = apply_overrides(minimal(training={"epochs": 3}, head="linear"),
+                          ["training.epochs=1", "head.dropout=0.2", "output_dir=runs/x", "data.text=[\"a\",\"b\"]"])
+    assert raw["training"]["epochs"] == 1
+    assert raw["head"] == {"name": "linear", "dropout": 0.2}
+    assert raw["output_dir"] == "runs/x"
+    assert raw["data"]["text"] == ["a", "b"]
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides(minimal(), ["training.epochs"])
+
+
+def test_invalid_json_names_line_and_column(tmp_path):
+    path = tmp_path / "task.json"
+    path.write_text('{\n  "task": "classification",\n  "data": {"train": "a.tsv",}\n}\n')
+    with pytest.raises(ConfigError) as info:
+        read_task_file(path)
+    assert "line 3" in str(info.value) and str(path) in str(info.value)
+
+
+def test_resolved_task_round_trips(registry, tmp_path):
+    resolved = resolve(minimal(augment=[{"name": "random_swap", "p": 0.2}]), registry, source=tmp_path / "t.json")
+    again = resolve(json.loads(json.dumps(resolved.to_dict())), registry, source=tmp_path / "t.json")
+    assert again.to_dict() == resolved.to_dict()
+
+
+def test_schema_includes_plugin_components(registry):
+    from engine.schema import task_schema
+
+    schema = task_schema(registry)
+    heads = [v["properties"]["name"]["const"] for v in schema["properties"]["head"]["anyOf"] if "properties" in v]
+    assert "linear" in heads and "mlp" in heads
+    tsv = next(v for v in schema["properties"]["data"]["anyOf"] if v.get("properties", {}).get("format", {}).get("const") == "tsv")
+    assert "text" in tsv["properties"] and "encoding" in tsv["properties"]
