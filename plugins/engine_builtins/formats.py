@@ -70,7 +70,7 @@ class DatasetsOptions(DataOptions):
 
 def read_text(path: Path, encoding: str, what: str) -> str:
     if not path.is_file():
-        raise DataError(f"{what}: file not found" if not path.exists() else f"{what}: not a file", path)
+        raise DataError(f"{what}: {'no such file' if not path.exists() else 'not a file'}: {path}")
     data = path.read_bytes()
     try:
         text = data.decode(encoding)
