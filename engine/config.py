@@ -291,12 +291,17 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
         raw[key] = _merge(value, user if key in raw else None)
 
     try:
-        shape = TaskFile.model_validate(raw)
+        shape: TaskFile | None = TaskFile.model_validate(raw)
     except ValidationError as exc:
         issues.extend(i for i in pydantic_issues(exc, "", TaskFile) if i.path != "task" or "task" in raw)
         shape = None
-    if shape is None:
-        raise ConfigError(issues, source)
+
+    def section(key: str) -> Any:
+        # Components are checked even when the core's sections have problems, so every problem shows at once.
+        if shape is not None:
+            return getattr(shape, key)
+        value = raw.get(key, TaskFile.model_fields[key].default)
+        return value if not (key in ("augment", "callbacks", "metrics") and not isinstance(value, list)) else []
 
     if raw.get("data") is None:
         issues.append(ConfigIssue("data", "missing: where is the training data? e.g. {\"train\": \"train.tsv\"}"))
@@ -307,28 +312,28 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
             data_raw = {**data_raw, "format": infer_format(data_raw, registry)}
         data_choice = resolve_choice(registry, "load_data", data_raw, "data", issues, key="format", note=failure_note)
 
-    augment = [resolve_choice(registry, "augment", v, f"augment.{i}", issues, note=failure_note) for i, v in enumerate(shape.augment)]
-    if shape.head is None:
+    augment = [resolve_choice(registry, "augment", v, f"augment.{i}", issues, note=failure_note) for i, v in enumerate(section('augment'))]
+    if section('head') is None:
         issues.append(ConfigIssue("head", "missing, and the task has no default head"))
         head = None
     else:
-        head = resolve_choice(registry, "build_head", shape.head, "head", issues, note=failure_note)
-    freeze = resolve_choice(registry, "freeze", shape.freeze, "freeze", issues, note=failure_note)
-    optimizer = resolve_choice(registry, "optimizer", shape.optimizer, "optimizer", issues, note=failure_note)
-    scheduler = resolve_choice(registry, "scheduler", shape.scheduler, "scheduler", issues, note=failure_note)
-    metrics = [resolve_choice(registry, "metric", v, f"metrics.{i}", issues, note=failure_note) for i, v in enumerate(shape.metrics or [])]
-    callbacks = [resolve_choice(registry, "callback", v, f"callbacks.{i}", issues, note=failure_note) for i, v in enumerate(shape.callbacks)]
+        head = resolve_choice(registry, "build_head", section('head'), "head", issues, note=failure_note)
+    freeze = resolve_choice(registry, "freeze", section('freeze'), "freeze", issues, note=failure_note)
+    optimizer = resolve_choice(registry, "optimizer", section('optimizer'), "optimizer", issues, note=failure_note)
+    scheduler = resolve_choice(registry, "scheduler", section('scheduler'), "scheduler", issues, note=failure_note)
+    metrics = [resolve_choice(registry, "metric", v, f"metrics.{i}", issues, note=failure_note) for i, v in enumerate(section('metrics') or [])]
+    callbacks = [resolve_choice(registry, "callback", v, f"callbacks.{i}", issues, note=failure_note) for i, v in enumerate(section('callbacks'))]
 
     # The history log is what makes a run inspectable afterwards: always on.
     if registry.find("callback", "history") and not any(c and c.name == "history" for c in callbacks):
         callbacks.append(resolve_choice(registry, "callback", "history", "callbacks", issues))
-    monitor = shape.training.monitor
+    monitor = shape.training.monitor if shape else None
     if monitor is not None and "." not in monitor:
         issues.append(ConfigIssue("training.monitor", f"expected SPLIT.METRIC such as 'validation.accuracy', got {monitor!r}"))
 
     if issues:
         raise ConfigError(issues, source)
-    assert task_choice and data_choice and head and freeze and optimizer and scheduler
+    assert shape and task_choice and data_choice and head and freeze and optimizer and scheduler
     output_dir = Path(shape.output_dir) if shape.output_dir else Path("runs") / (source.stem if source else "run")
     if not output_dir.is_absolute():
         output_dir = base_dir / output_dir

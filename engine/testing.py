@@ -30,6 +30,9 @@ def build_tiny_model(directory: Path, *, hidden_size: int = 32, layers: int = 2,
     """Save a randomly initialised BERT (2 layers, hidden 32) and its WordPiece tokenizer to ``directory``."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     directory.mkdir(parents=True, exist_ok=True)
     chars = list(string.ascii_lowercase + string.digits + string.punctuation)
