@@ -1,0 +1,49 @@
+"""The CLI answers fast (heavy libraries wait until a command needs them) and prints errors, not tracebacks."""
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "transformers", "accelerate", "datasets")
+
+
+def imported_after(code):
+    probe = f"import sys\n{code}\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+
+
+def test_help_imports_no_heavy_library():
+    assert imported_after("from engine.cli import build_parser\nbuild_parser().format_help()") == ""
+
+
+def test_validate_imports_no_heavy_library(tmp_path):
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"task": "classification", "data": {"train": "t.tsv"}, "augment": ["random_swap"],
+                                "freeze": "embeddings", "callbacks": ["early_stopping"]}))
+    code = f"from engine.cli import main\nassert main(['validate', {str(task)!r}]) == 0"
+    assert imported_after(code) == ""
+
+
+def test_plugins_lists_builtins_with_hooks(run_engine):
+    result = run_engine("plugins")
+    assert result.exit_code == 0
+    assert "classification" in result.stdout and "built-in" in result.stdout and "build_head" in result.stdout
+    result = run_engine("plugins", "--hook", "build_head")
+    assert "heads" in result.stdout and "classification" not in result.stdout
+
+
+def test_schema_is_json(run_engine):
+    result = run_engine("schema")
+    schema = json.loads(result.stdout)
+    assert schema["required"] == ["task", "data"]
+
+
+def test_missing_task_file(run_engine, tmp_path):
+    result = run_engine("run", tmp_path / "nope.json")
+    assert result.exit_code == 2 and "task file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_predict_on_a_folder_without_a_model(run_engine, tmp_path):
+    result = run_engine("predict", tmp_path, "--input", tmp_path / "x.tsv")
+    assert result.exit_code == 1 and "no trained model here" in result.stderr
