@@ -1,0 +1,44 @@
+"""The real CLI on the packaged all-MiniLM-L6-v2 and a few dozen rows of the bundled example."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sentiment"
+
+
+def engine(*args, cwd):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ENGINE_PLUGINS": ""}
+    return subprocess.run([sys.executable, "-m", "engine", *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.e2e
+def test_example_task_trains_predicts_and_evaluates(tmp_path):
+    for name in ("train.tsv", "validation.tsv"):
+        lines = (EXAMPLE / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        (tmp_path / name).write_text("".join(lines[: 49 if name == "train.tsv" else 25]), encoding="utf-8")
+    shutil.copy(EXAMPLE / "task.json", tmp_path / "task.json")
+
+    result = engine("run", "task.json", "--set", "training.epochs=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "accuracy" in result.stdout
+    run_dir = tmp_path / "runs" / "sentiment"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["validation"]["accuracy"] <= 1.0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["packages"]["torch"] and manifest["transformers_loadable"] is True
+
+    result = engine("predict", run_dir, "--input", "validation.tsv", "--output", "predictions.jsonl", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    predictions = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 24 and {p["label"] for p in predictions} <= {"negative", "positive"}
+
+    result = engine("evaluate", run_dir, "--data", "validation.tsv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"{metrics['validation']['accuracy']:.4f}" in result.stdout
