@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -248,6 +250,7 @@ def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = Fal
 
     callbacks.fire("on_train_begin", state)
     model.train()
+    train_seconds, samples_trained = 0.0, 0  # optimisation only, evaluation excluded
     start_epoch = state.epoch
     samples_per_epoch = len(features["train"])
     with console.progress() as bar:
@@ -258,6 +261,7 @@ def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = Fal
             freezer.apply(unwrapped, epoch)
             callbacks.fire("on_epoch_begin", state)
             running: list[float] = []
+            tick = time.perf_counter()
             for batch in train_loader:
                 batch.pop("feature_index")
                 with accelerator.accumulate(model):
@@ -269,6 +273,7 @@ def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = Fal
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                 running.append(out.loss.detach().float().item())
+                samples_trained += len(batch["input_ids"]) * accelerator.num_processes
                 bar.advance(job, len(batch["input_ids"]) * accelerator.num_processes)
                 if accelerator.sync_gradients:
                     state.global_step += 1
@@ -276,9 +281,12 @@ def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = Fal
                     bar.update(job, postfix=f"loss {loss:.4f}  epoch {epoch + 1}/{training.epochs}")
                     callbacks.fire("on_step_end", state, {"loss": running[-1], "lr": scheduler.get_last_lr()[0]})
                     if training.eval_steps and state.global_step % training.eval_steps == 0:
+                        train_seconds += time.perf_counter() - tick
                         evaluate_and_select()
+                        tick = time.perf_counter()
                     if state.should_stop:
                         break
+            train_seconds += time.perf_counter() - tick
             if not (training.eval_steps and state.global_step % training.eval_steps == 0):
                 evaluate_and_select()
             callbacks.fire("on_epoch_end", state)
@@ -302,8 +310,6 @@ def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = Fal
     hf_loadable = False
     if main:
         tmp = run_dir / "model.tmp"
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         hf_loadable = save_model(
             tmp, unwrapped, tokenizer, task_config=resolved.task.raw, head_config=resolved.head.raw,
@@ -318,7 +324,9 @@ def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = Fal
         write_json(run_dir / "manifest.json", manifest(
             seed=training.seed, data_files=data_files, plugins=plugin_list, status="completed",
             extra={"best": {"monitor": monitor, "value": state.best_metric, "epoch": state.best_epoch,
-                            "step": state.best_step}, "steps": state.global_step, "transformers_loadable": hf_loadable},
+                            "step": state.best_step}, "steps": state.global_step, "transformers_loadable": hf_loadable,
+                   "training_time": {"seconds": round(train_seconds, 3), "samples": samples_trained,
+                                     "samples_per_second": round(samples_trained / train_seconds, 2) if train_seconds else None}},
         ))
     accelerator.wait_for_everyone()
     accelerator.end_training()
