@@ -209,3 +209,29 @@ def test_multi_label_and_text_pairs(write_task, tiny_model_dir, run_engine):
     assert {"f1_micro", "f1_macro", "accuracy"} <= set(metrics["validation"])
     config = json.loads((path.parent / "runs/task/model/config.json").read_text())
     assert config["problem_type"] == "multi_label_classification"
+
+
+def test_early_stopping_ends_training_when_the_monitor_stalls(task, run_engine):
+    # A learning rate too small to change any prediction: validation accuracy can never improve.
+    path = task(training={"epochs": 5, "batch_size": 8}, optimizer={"name": "adamw", "lr": 1e-12},
+                callbacks=[{"name": "early_stopping", "patience": 1}])
+    result = run_engine("run", path)
+    assert result.exit_code == 0, result.stderr
+    history = [json.loads(line) for line in (path.parent / "runs/tiny/history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history if h["event"] == "evaluate"] == [1, 2]
+    assert "Stopping early after epoch 2" in result.stderr
+
+
+def test_gradient_accumulation_takes_one_step_per_n_batches(task, run_engine):
+    path = task(training={"epochs": 1, "batch_size": 8, "gradient_accumulation_steps": 4})
+    assert run_engine("run", path).exit_code == 0
+    manifest = json.loads((path.parent / "runs/tiny/manifest.json").read_text())
+    assert manifest["steps"] == 2  # 64 rows / 8 per batch / 4 batches per step
+    assert manifest["training_time"]["samples"] == 64
+
+
+def test_monitor_that_no_metric_produces_is_a_clear_error(task, run_engine):
+    path = task(training={"epochs": 1, "batch_size": 8, "monitor": "validation.acuracy"})
+    result = run_engine("run", path)
+    assert result.exit_code == 1
+    assert "'validation.acuracy' is not among the computed metrics" in " ".join(result.stderr.split())
