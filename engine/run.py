@@ -42,12 +42,14 @@ def write_json(path: Path, data: Any) -> None:
         raise
 
 
-def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
-    """Create the run directory, refusing to clobber an earlier run unless asked."""
+def check_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
+    """Refuse, before any work, to clobber an earlier run unless asked (and then only a run directory)."""
     if resume:
         if not (path / "checkpoints" / "last").is_dir():
             raise RunDirError(f"--resume: {path} has no checkpoint to resume from (expected {path}/checkpoints/last/)")
         return
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"output_dir {path} is a file, not a directory")
     if path.exists() and any(path.iterdir()):
         if not overwrite:
             raise RunDirError(
@@ -56,6 +58,12 @@ def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
             )
         if not any((path / marker).exists() for marker in MARKERS):
             raise RunDirError(f"--overwrite: {path} does not look like a run directory (no manifest.json); not deleting it")
+
+
+def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
+    """Create the run directory; an earlier run goes only now, once data and model have loaded without error."""
+    check_run_dir(path, overwrite=overwrite, resume=resume)
+    if not resume and overwrite and path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
 

@@ -22,7 +22,7 @@ from engine.data import Split
 from engine.errors import ConfigError, ConfigIssue, EngineError
 from engine.model import EngineModel, default_max_length, load_pretrained, save_model
 from engine.plugins import PluginManager
-from engine.run import manifest, prepare_run_dir, replace_dir, write_json
+from engine.run import check_run_dir, manifest, prepare_run_dir, replace_dir, write_json
 
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "error")
 
@@ -161,9 +161,7 @@ def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = Fal
     if training.threads:
         torch.set_num_threads(training.threads)
     run_dir = resolved.output_dir
-    if main:
-        prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
-    accelerator.wait_for_everyone()
+    check_run_dir(run_dir, overwrite=overwrite, resume=resume)
     set_seed(training.seed)
 
     # Data: read, learn the label space from train, check the other splits against it, augment train.
@@ -207,6 +205,9 @@ def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = Fal
     optimizer = resolved.optimizer.build(model)
     scheduler = resolved.scheduler.build(optimizer, steps_per_epoch * training.epochs)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    if main:
+        prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
+    accelerator.wait_for_everyone()
 
     state = TrainerState(run_dir=run_dir, epochs=training.epochs, steps_per_epoch=steps_per_epoch,
                          is_main_process=main, monitor=monitor, mode=mode)

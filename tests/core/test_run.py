@@ -235,3 +235,20 @@ def test_monitor_that_no_metric_produces_is_a_clear_error(task, run_engine):
     result = run_engine("run", path)
     assert result.exit_code == 1
     assert "'validation.acuracy' is not among the computed metrics" in " ".join(result.stderr.split())
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_one_fails_on_bad_data(task, run_engine):
+    path = task(training={"epochs": 1, "batch_size": 8})
+    assert run_engine("run", path).exit_code == 0
+    (path.parent / "dev.tsv").write_text(tsv([("good film", "neutral")]))
+    assert run_engine("run", path, "--overwrite").exit_code == 1
+    assert (path.parent / "runs/tiny/model/engine.json").is_file()
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(task, run_engine):
+    path = task(output_dir="precious")
+    (path.parent / "precious").mkdir()
+    (path.parent / "precious" / "thesis.tex").write_text("years of work")
+    result = run_engine("run", path, "--overwrite")
+    assert result.exit_code == 1 and "does not look like a run directory" in result.stderr
+    assert (path.parent / "precious" / "thesis.tex").exists()
