@@ -46,8 +46,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def task(register: Register) -> None:
     """Declare task types (``"task": "classification"``).
 
-    ``factory(options) -> engine.task.Task``: an object that learns its label space from the training split, encodes
-    rows into model features, tells the head what to produce, and turns head outputs back into predictions.
+    register: ``register(name, factory, *, options=None, description=None)``, once per task type.
+    factory: ``factory(options) -> engine.task.Task``
+        An object that learns its label space from the training split, encodes rows into model features, tells the
+        head what to produce, and turns head outputs back into predictions. Building it must be cheap (``engine
+        validate`` builds one to read its ``defaults``).
+    returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """
 
@@ -59,11 +63,13 @@ def task(register: Register) -> None:
 def load_data(register: Register) -> None:
     """Declare data formats (``"data": {"format": "tsv", ...}``).
 
-    ``factory(options, base_dir) -> dict[str, engine.data.Split]``: reads the splits the options name
-    (``train``, ``validation``, ``test``), resolving relative paths against ``base_dir`` (the task file's folder).
-    Options models should subclass ``engine.data.DataOptions``. Errors in the data raise ``engine.DataError`` with
-    the file and line. The format also reads ``engine predict`` / ``engine evaluate`` inputs, through
-    ``factory(options, base_dir)`` with options whose ``train`` is that file.
+    register: ``register(name, factory, *, options=None, description=None)``, once per data format.
+    factory: ``factory(options, base_dir: pathlib.Path) -> dict[str, engine.data.Split]``
+        Reads the splits the options name (``train``, ``validation``, ``test``), resolving relative paths against
+        ``base_dir`` (the task file's folder). Options models should subclass ``engine.data.DataOptions``. Errors
+        in the data raise ``engine.DataError`` with the file and line. The format also reads ``engine predict`` and
+        ``engine evaluate`` inputs, with options whose ``train`` is that file.
+    returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """
 
@@ -72,9 +78,11 @@ def load_data(register: Register) -> None:
 def augment(register: Register) -> None:
     """Declare augmentations of the training split (``"augment": [{"name": "random_swap", "p": 0.1}]``).
 
-    ``factory(options) -> Callable[[list[dict], random.Random], list[dict]]``: takes the training rows and a seeded
-    random generator, returns the augmented rows. Augmentations chain in the order the task file lists them and
-    never touch validation or test rows.
+    register: ``register(name, factory, *, options=None, description=None)``, once per augmentation.
+    factory: ``factory(options) -> Callable[[list[dict], random.Random], list[dict]]``
+        The callable takes the training rows and a seeded random generator and returns the augmented rows.
+        Augmentations chain in the order the task file lists them and never touch validation or test rows.
+    returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """
 
@@ -86,9 +94,13 @@ def augment(register: Register) -> None:
 def build_head(register: Register) -> None:
     """Declare heads (``"head": {"name": "linear", "dropout": 0.1}``).
 
-    ``factory(options, spec: engine.head.HeadSpec) -> torch.nn.Module``: a module whose
-    ``forward(backbone_output, batch) -> engine.head.HeadOutput`` maps the encoder's hidden states to logits,
-    predictions and, when the batch has labels, a loss. ``spec`` says what the task needs (outputs, level, loss).
+    register: ``register(name, factory, *, options=None, description=None)``, once per head.
+    factory: ``factory(options, spec: engine.head.HeadSpec) -> torch.nn.Module``
+        A module whose ``forward(backbone_output, batch) -> engine.head.HeadOutput`` maps the encoder's hidden
+        states to logits and, when the batch has ``labels``, a loss. ``spec`` says what the task needs: how many
+        outputs, at which level (``sequence`` or ``token``), and the loss. Its weights are saved with the model and
+        loaded back by ``engine predict`` through the same factory.
+    returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """
 
@@ -97,9 +109,12 @@ def build_head(register: Register) -> None:
 def freeze(register: Register) -> None:
     """Declare freezing strategies (``"freeze": {"name": "layers", "n": 4}``).
 
-    ``factory(options) -> object`` with ``apply(model: engine.model.EngineModel, epoch: int) -> None``, called at
-    the start of every epoch (0-based), which sets ``requires_grad`` on backbone parameters. Schedules that
-    unfreeze over time act at these epoch boundaries.
+    register: ``register(name, factory, *, options=None, description=None)``, once per freezing strategy.
+    factory: ``factory(options) -> object``
+        The object has ``apply(model: engine.model.EngineModel, epoch: int) -> None``, called at the start of every
+        epoch (0-based), which sets ``requires_grad`` on backbone parameters. Schedules that unfreeze over time act
+        at these epoch boundaries.
+    returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """
 
@@ -111,8 +126,10 @@ def freeze(register: Register) -> None:
 def optimizer(register: Register) -> None:
     """Declare optimizers (``"optimizer": {"name": "adamw", "lr": 1e-4}``).
 
-    ``factory(options, model: engine.model.EngineModel) -> torch.optim.Optimizer``, usually with parameter groups
-    (no weight decay on biases and norms, a learning rate of its own for the head).
+    register: ``register(name, factory, *, options=None, description=None)``, once per optimizer.
+    factory: ``factory(options, model: engine.model.EngineModel) -> torch.optim.Optimizer``
+        Usually with parameter groups: no weight decay on biases and norms, a learning rate of its own for the head.
+    returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """
 
@@ -121,8 +138,10 @@ def optimizer(register: Register) -> None:
 def scheduler(register: Register) -> None:
     """Declare learning-rate schedules (``"scheduler": {"name": "linear", "warmup_ratio": 0.06}``).
 
-    ``factory(options, optimizer, num_training_steps: int) -> torch.optim.lr_scheduler.LRScheduler``, stepped once
-    per optimizer step.
+    register: ``register(name, factory, *, options=None, description=None)``, once per schedule.
+    factory: ``factory(options, optimizer: torch.optim.Optimizer, num_training_steps: int) -> torch.optim.lr_scheduler.LRScheduler``
+        Stepped once per optimizer step; ``num_training_steps`` counts the optimizer steps of the whole run.
+    returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """
 
@@ -134,9 +153,12 @@ def scheduler(register: Register) -> None:
 def callback(register: Register) -> None:
     """Declare training callbacks (``"callbacks": [{"name": "early_stopping", "patience": 2}]``).
 
-    ``factory(options) -> engine.callbacks.Callback``: an object with any of the ``on_*`` event methods of
-    ``engine.callbacks.Callback``; it may stop training by setting ``state.should_stop``. Callbacks with state
-    implement ``state_dict``/``load_state_dict`` so ``--resume`` restores them.
+    register: ``register(name, factory, *, options=None, description=None)``, once per callback.
+    factory: ``factory(options) -> engine.callbacks.Callback``
+        An object with any of the ``on_*`` event methods of ``engine.callbacks.Callback``; it may stop training by
+        setting ``state.should_stop``. Callbacks with state implement ``state_dict``/``load_state_dict`` so
+        ``--resume`` restores them.
+    returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """
 
@@ -145,9 +167,11 @@ def callback(register: Register) -> None:
 def metric(register: Register) -> None:
     """Declare evaluation metrics (``"metrics": ["accuracy", "f1_macro"]``).
 
-    ``factory(options, task) -> Callable[[list, list], dict[str, float]]``: called with the predictions and
-    references of a whole split (as the task's ``predictions``/``references`` give them, gathered from all
-    processes) and returns named values. Raise ``engine.EngineError`` from the factory when the task's outputs
-    are not what the metric measures.
+    register: ``register(name, factory, *, options=None, description=None)``, once per metric.
+    factory: ``factory(options, task: engine.task.Task) -> Callable[[list, list], dict[str, float]]``
+        The callable gets the predictions and references of a whole split (as the task's ``predictions`` and
+        ``references`` give them, gathered from all processes) and returns named values. Raise
+        ``engine.EngineError`` from the factory when the task's outputs are not what the metric measures.
+    returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """

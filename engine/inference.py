@@ -3,6 +3,7 @@ code that trained it, so it never sees text prepared differently."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from engine.config import Choice, resolve_choice
 from engine.data import Split
 from engine.errors import ConfigError, EngineError, PluginError, RunDirError
 from engine.model import EngineModel, load_backbone, load_head_weights, read_engine_file
-from engine.plugins import PluginManager
+from engine.plugins import TASK_FILE, ModuleNotFound, PluginManager
 from engine.registry import KINDS
 
 
@@ -37,35 +38,99 @@ def model_dir_of(path: Path) -> Path:
     raise RunDirError(f"{path}: no trained model here (expected {path}/model/engine.json; did the run finish?)")
 
 
-def _choice(manager: PluginManager, hook: str, raw: Any, what: str, plugins: dict[str, str]) -> Choice:
+def _choice(manager: PluginManager, hook: str, raw: Any, what: str, plugins: dict[str, str],
+            trained_with: dict[str, dict[str, Any]]) -> Choice:
     registry = manager.registry()
-    name = raw.get("name") if isinstance(raw, dict) else raw
-    if isinstance(raw, dict) and hook == "load_data":
-        name = raw.get("format")
+    key = "format" if hook == "load_data" else "name"
+    name = raw.get(key) if isinstance(raw, dict) else raw
     if registry.find(hook, name) is None:
-        owners = ", ".join(f"{p} {v}" for p, v in plugins.items())
-        raise PluginError(
-            f"this model needs the {KINDS[hook]} {name!r}, which no loaded plugin declares. It was trained with "
-            f"plugins: {owners or 'unknown'}; install the one that declares {name!r}{manager.failure_note()}"
-        )
+        raise PluginError(_missing_message(manager, KINDS[hook], name, plugins, trained_with))
     issues: list = []
-    choice = resolve_choice(registry, hook, raw, what, issues, key="format" if hook == "load_data" else "name")
+    choice = resolve_choice(registry, hook, raw, what, issues, key=key)
     if issues or choice is None:
         raise ConfigError(issues, what)
     return choice
+
+
+def _missing_message(manager: PluginManager, kind: str, name: Any, plugins: dict[str, str],
+                     trained_with: dict[str, dict[str, Any]]) -> str:
+    """Which of the plugins the model was trained with is not loaded now, and what to do about it."""
+    absent = [p for p in plugins if p not in manager.infos]
+    if not absent:
+        return (f"this model needs the {kind} {name!r}, which no loaded plugin declares (it was trained with plugins: "
+                f"{', '.join(f'{p} {v}' for p, v in plugins.items()) or 'unknown'}){manager.failure_note()}")
+    reasons = []
+    for plugin in absent:
+        info = trained_with.get(plugin, {})
+        label = f"{plugin!r} {plugins[plugin]}"
+        if plugin in manager.skipped:
+            reasons.append(f"plugin {label} is installed but not loaded: {manager.skipped[plugin]}")
+        elif plugin in manager.failures:
+            reasons.append(f"plugin {label} failed to load: {manager.failures[plugin]}")
+        elif info.get("source") == TASK_FILE:
+            where = f" (it was {info['path']})" if info.get("path") else ""
+            reasons.append(f"plugin {label} is a module the training task file named{where}; put it next to the "
+                           f"task file or on the import path (PYTHONPATH)")
+        else:
+            dist = info.get("distribution")
+            hint = f": pip install {dist}" if dist else ""
+            reasons.append(f"plugin {label} is not installed{hint}")
+    return f"this model needs the {kind} {name!r}, which no loaded plugin declares. " + "; ".join(reasons)
+
+
+def _trained_with(directory: Path) -> dict[str, dict[str, Any]]:
+    """The plugins of the run that saved the model, by name, as its manifest.json recorded them (when it is there)."""
+    manifest = directory.parent / "manifest.json"
+    try:
+        plugins = json.loads(manifest.read_text(encoding="utf-8")).get("plugins", [])
+    except (OSError, ValueError):
+        return {}
+    return {p["name"]: p for p in plugins if isinstance(p, dict) and "name" in p}
+
+
+def _load_task_file_plugins(manager: PluginManager, needed: dict[str, str], trained_with: dict[str, dict[str, Any]]) -> None:
+    """Import again the task-file modules the model was trained with, from the folder they were loaded from then,
+    or from the import path. Those not found are left for the missing-component error to name."""
+    for name in needed:
+        if name in manager.infos or name in manager.skipped or name in manager.failures:
+            continue
+        info = trained_with.get(name)
+        if info is None:
+            # A model/ folder without its run's manifest: a module of that name on the import path is the best guess.
+            if trained_with or importlib.util.find_spec(name) is None:
+                continue
+            info = {"source": TASK_FILE}
+        if info.get("source") != TASK_FILE:
+            continue
+        path = info.get("path")
+        base_dir = _import_root(Path(path), name) if path else None
+        try:
+            manager.load_modules([name], base_dir if base_dir and base_dir.is_dir() else None)
+        except ModuleNotFound:
+            continue  # the missing-component error says where it was
+        except PluginError as exc:
+            manager.failures[name] = str(exc)
+
+
+def _import_root(path: Path, name: str) -> Path:
+    """The folder from which module ``name`` (``a.b``) imports as the file ``path`` (``.../a/b.py``)."""
+    depth = name.count(".") + (1 if path.name == "__init__.py" else 0)
+    return path.parents[depth]
 
 
 def load_model(path: Path, manager: PluginManager) -> LoadedModel:
     directory = model_dir_of(path)
     meta = read_engine_file(directory)
     plugins = meta.get("plugins", {})
-    task_choice = _choice(manager, "task", meta["task"], "engine.json task", plugins)
-    head_choice = _choice(manager, "build_head", meta["head"], "engine.json head", plugins)
+    trained_with = _trained_with(directory)
+    _load_task_file_plugins(manager, plugins, trained_with)
+    task_choice = _choice(manager, "task", meta["task"], "engine.json task", plugins, trained_with)
+    head_choice = _choice(manager, "build_head", meta["head"], "engine.json head", plugins, trained_with)
     data = meta.get("data", {}).get("options")
     data_choice = None
     if data:
         try:
-            data_choice = _choice(manager, "load_data", data, "engine.json data", plugins)
+            data_choice = _choice(manager, "load_data", data, "engine.json data", plugins, trained_with)
         except EngineError:
             data_choice = None  # an input file can still name its own format
     task = task_choice.build()

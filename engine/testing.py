@@ -3,15 +3,19 @@
 ``tiny_model_dir``  a tiny random BERT with a WordPiece tokenizer, saved locally (seconds, no downloads)
 ``write_task``      writes a task.json (and any data files) into a temporary folder and returns its path
 ``run_engine``      runs the ``engine`` CLI in-process: ``run_engine("run", task_path)`` -> ``Result``
+``tiny_task``       writes a small labelled train/validation set and a task.json on ``tiny_model_dir``:
+                    ``tiny_task(head="attention_pooling")`` -> the task file's path (runs to ``runs/tiny``)
 ``plugin_manager``  a ``PluginManager`` with the built-ins, to which a test adds its own plugin module
 
 A plugin's tests typically write a task that names ``tiny_model_dir`` as the model and the plugin's components,
-then ``run_engine("run", ...)`` and inspect the run directory.
+then ``run_engine("run", ...)`` and inspect the run directory. Which installed plugins those runs load follows
+``ENGINE_PLUGINS``: pin it to your own plugin in your conftest.py so other installed plugins stay out.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +90,46 @@ def write_task(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+# One word per label, so the tiny model can tell labels apart: the rest of each text is filler.
+CUE_WORDS = ["awful", "bad", "boring", "nice", "good", "great", "excellent", "awesome"]
+FILLER = ["the", "movie", "film", "phone", "food", "place", "service", "was", "is", "very", "really", "this", "it"]
+
+
+def labelled_rows(labels: list[str], n: int, seed: int) -> list[tuple[str, str]]:
+    """``n`` (text, label) pairs cycling through ``labels``; each label's texts carry a word of their own."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        k = i % len(labels)
+        words = rng.sample(FILLER, rng.randint(2, 6)) + [CUE_WORDS[k % len(CUE_WORDS)]]
+        rng.shuffle(words)
+        rows.append((" ".join(words), labels[k]))
+    return rows
+
+
+def tsv(rows: list[tuple[str, str]]) -> str:
+    return "text\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows)
+
+
+@pytest.fixture
+def tiny_task(write_task: Callable[..., Path], tiny_model_dir: Path) -> Callable[..., Path]:
+    def make(task: Any = "classification", labels: list[str] | tuple[str, ...] = ("negative", "positive"), *,
+             rows: int = 32, **sections: Any) -> Path:
+        config: dict[str, Any] = {
+            "task": task,
+            "model": {"name": str(tiny_model_dir)},
+            "data": {"train": "train.tsv", "validation": "validation.tsv"},
+            "training": {"epochs": 1, "batch_size": 8, "seed": 13},
+            "output_dir": "runs/tiny",
+            **sections,
+        }
+        files = {"train.tsv": tsv(labelled_rows(list(labels), rows, 1)),
+                 "validation.tsv": tsv(labelled_rows(list(labels), max(rows // 2, len(labels)), 2))}
+        return write_task(config, files)
+
+    return make
 
 
 @pytest.fixture
