@@ -19,11 +19,13 @@ from rich.table import Table
 from rich.markup import escape
 from rich.text import Text
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False)  # progress and messages
+results = Console(highlight=False)  # what a command produces: tables on standard output
 
 
 def set_quiet(quiet: bool) -> None:
-    console.quiet = quiet
+    """Silence this process (every process but the main one, under a distributed launch)."""
+    console.quiet = results.quiet = quiet
 
 
 class RateColumn(ProgressColumn):
@@ -83,7 +85,7 @@ def metrics_table(metrics: dict[str, dict[str, float]], title: str = "Metrics") 
         table.add_column(name, justify="right")
     for split, values in metrics.items():
         table.add_row(split, *(_fmt(values.get(name)) for name in names))
-    Console(highlight=False).print(table)
+    results.print(table)
 
 
 def _fmt(value: Any) -> str:

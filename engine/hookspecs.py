@@ -23,6 +23,9 @@ answer* of a single-choice stage (the data format, the head, the optimizer) is t
     ``options``     a ``pydantic.BaseModel`` subclass validating the component's keys in the task file;
                     ``None`` means the component takes no options. The factory receives an instance.
     ``description`` one line for ``engine plugins``; defaults to the first line of the factory's docstring.
+
+docs/plugins.md is the plugin author's guide: a section per hook, each with the same ``factory`` line as the
+docstring here and a working example (tests/plugins/test_hooks.py keeps the two in step).
 """
 
 from __future__ import annotations

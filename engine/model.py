@@ -124,7 +124,10 @@ def save_model(
             candidate.update({k: v.detach().cpu().contiguous() for k, v in head_state.items()})
             with torch.device("meta"):
                 expected = set(hf_class(config).state_dict())
-            if expected == set(candidate):
+            # Encoder weights the class leaves out (BERT's pooler, under ...ForTokenClassification) may stay: transformers
+            # skips them when loading, and engine predict needs the whole encoder back.
+            unused = set(candidate) - expected
+            if expected <= set(candidate) and all(k.startswith(f"{prefix}.") for k in unused):
                 state, hf_loadable = candidate, True
                 config.architectures = [hf_class.__name__]
     if not hf_loadable:

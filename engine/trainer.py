@@ -59,8 +59,10 @@ class LengthGroupedBatches(Sampler[list[int]]):
         for start in range(0, len(order), chunk):
             part = sorted(order[start : start + chunk], key=lambda i: self.lengths[i], reverse=True)
             batches.extend(part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size))
-        rng.shuffle(batches)
-        yield from batches
+        # A short batch goes last: Accelerate's per-process sharding expects only the final batch to be short.
+        full = [b for b in batches if len(b) == self.batch_size]
+        rng.shuffle(full)
+        yield from full + [b for b in batches if len(b) != self.batch_size]
 
 
 def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -93,23 +95,27 @@ def infer(model: torch.nn.Module, features: list[dict[str, Any]], task: Any, tok
     )
     loader = accelerator.prepare_data_loader(loader)
     outputs: list[Any] = [None] * len(features)
-    loss_sum, loss_count = 0.0, 0
+    loss_sum, loss_count, done = 0.0, 0, 0
     model.eval()
     with torch.no_grad(), console.progress(transient=True) as bar:
         job = bar.add_task(description, total=len(features), unit="rows", postfix="")
         for batch in loader:
-            indices = batch.pop("feature_index")
+            indices = batch.pop("feature_index").tolist()
             out = model(**batch)
             values = task.outputs(batch, out)
-            indices = accelerator.gather_for_metrics(indices).tolist()
-            values = accelerator.gather_for_metrics(values, use_gather_object=True)
-            for i, value in zip(indices, values):
+            # Batches differ in size across processes, so gather (index, output) pairs as objects; keyed by
+            # index, the rows a process repeats to even out the batches land on themselves: none dropped, none twice.
+            for i, value in accelerator.gather_for_metrics(list(zip(indices, values)), use_gather_object=True):
+                if outputs[i] is None:
+                    done += 1
                 outputs[i] = value
             if out.loss is not None:
                 loss_sum += float(out.loss) * len(indices)
                 loss_count += len(indices)
-            bar.advance(job, len(indices))
-    return outputs, (loss_sum / loss_count if loss_count else None)
+            bar.update(job, completed=done)
+    # Each process averaged its own batches; pool them (the few rows padded in to even out batches count twice).
+    totals = accelerator.reduce(torch.tensor([loss_sum, loss_count], dtype=torch.float64), reduction="sum").tolist()
+    return outputs, (totals[0] / totals[1] if totals[1] else None)
 
 
 def compute_metrics(task: Any, metrics: list[Any], split: Split, features: list[dict[str, Any]],
