@@ -43,7 +43,7 @@ def _choice(manager: PluginManager, hook: str, raw: Any, what: str, plugins: dic
     registry = manager.registry()
     key = "format" if hook == "load_data" else "name"
     name = raw.get(key) if isinstance(raw, dict) else raw
-    if registry.find(hook, name) is None:
+    if not isinstance(name, str) or registry.find(hook, name) is None:
         raise PluginError(_missing_message(manager, KINDS[hook], name, plugins, trained_with))
     issues: list = []
     choice = resolve_choice(registry, hook, raw, what, issues, key=key)
@@ -136,7 +136,8 @@ def load_model(path: Path, manager: PluginManager) -> LoadedModel:
     task = task_choice.build()
     task.load_state_dict(meta.get("task_state", {}))
     tokenizer, backbone = load_backbone(directory)
-    head = head_choice.build(task.head_spec(backbone.config.hidden_size))
+    config: Any = backbone.config
+    head = head_choice.build(task.head_spec(config.hidden_size))
     load_head_weights(head, directory)
     model = EngineModel(backbone, head, list(tokenizer.model_input_names))
     model.eval()

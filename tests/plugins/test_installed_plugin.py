@@ -7,6 +7,7 @@ site-packages (and runs their .pth files, the editable install of engine among t
 dependencies import there while the plugin is installed into the venv alone.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -45,9 +46,22 @@ def plugin_venv(tmp_path_factory):
     (site / "engine_parent_site.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # Built from a copy: a build leaves build/ and *.egg-info behind in the source folder.
     source = shutil.copytree(EXAMPLE, root / "engine-ordinal", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--disable-pip-version-check", str(source)], check=True, env=clean_env(), capture_output=True)
+    # Building with this environment's setuptools needs no network; older ones (before 70.1) cannot build wheels
+    # without the `wheel` package, and then pip fetches a build environment of its own.
+    isolation = ["--no-build-isolation", "--no-index"] if builds_wheels_here() else []
+    installed = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
+                                *isolation, str(source)], env=clean_env(), capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
     return python, source
+
+
+def builds_wheels_here() -> bool:
+    try:
+        setuptools = metadata.version("setuptools")
+    except metadata.PackageNotFoundError:
+        return False
+    version = tuple(int(part) for part in setuptools.split(".")[:2] if part.isdigit())
+    return version >= (70, 1) or importlib.util.find_spec("wheel") is not None
 
 
 def engine(python, *args, cwd):

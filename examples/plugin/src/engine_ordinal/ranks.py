@@ -35,7 +35,7 @@ def level_probabilities(above: list[float]) -> list[float]:
     """P(rank = k) for every level from the K-1 (non-increasing) P(rank > k)."""
     upper = [1.0, *above]
     lower = [*above, 0.0]
-    return [u - l for u, l in zip(upper, lower)]
+    return [high - low for high, low in zip(upper, lower)]
 
 
 def monotone(above: list[float]) -> list[float]:
@@ -123,7 +123,7 @@ class OrdinalTask:
         import torch
 
         width = max(f["length"] for f in features)
-        batch = {}
+        batch: dict[str, torch.Tensor] = {}
         for key in ("input_ids", "attention_mask", "token_type_ids"):
             if key in features[0]:
                 pad = tokenizer.pad_token_id if key == "input_ids" else 0
@@ -159,7 +159,7 @@ class OrdinalTask:
         return [self._label(split, i) for i in range(len(split))]
 
     def format_prediction(self, row: dict[str, Any], prediction: Any) -> dict[str, Any]:
-        texts = {k: row[k] for k in ("text", "text_pair") if k in row}
+        texts: dict[str, Any] = {k: row[k] for k in ("text", "text_pair") if k in row}
         scores = {k: round(v, 6) for k, v in prediction["scores"].items()}
         return {**texts, "label": prediction["label"], "rank": prediction["rank"], "scores": scores}
 
