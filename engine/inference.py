@@ -97,7 +97,7 @@ def _load_task_file_plugins(manager: PluginManager, needed: dict[str, str], trai
         info = trained_with.get(name)
         if info is None:
             # A model/ folder without its run's manifest: a module of that name on the import path is the best guess.
-            if trained_with or importlib.util.find_spec(name) is None:
+            if trained_with or not _findable(name):
                 continue
             info = {"source": TASK_FILE}
         if info.get("source") != TASK_FILE:
@@ -110,6 +110,13 @@ def _load_task_file_plugins(manager: PluginManager, needed: dict[str, str], trai
             continue  # the missing-component error says where it was
         except PluginError as exc:
             manager.failures[name] = str(exc)
+
+
+def _findable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _import_root(path: Path, name: str) -> Path:

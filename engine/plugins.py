@@ -118,6 +118,8 @@ class PluginManager:
     def load_modules(self, names: Iterable[str], base_dir: Path | None = None) -> None:
         """Import modules a task file names; ``base_dir`` (the task file's folder) is searched first."""
         for name in names:
+            if not isinstance(name, str) or not name:
+                continue  # the task file's validation reports it, with its path
             if name in self.block:
                 self.skipped[name] = "blocked by ENGINE_BLOCK_PLUGINS or --block-plugins"
                 continue

@@ -136,3 +136,20 @@ def test_predict_without_the_module_names_it_and_where_it_was(trained_with_my_he
     assert "this model needs the head 'first_token', which no loaded plugin declares" in message
     assert f"plugin 'my_heads' 0.3 is a module the training task file named (it was {module})" in message
     assert "Traceback" not in result.stderr
+
+
+def test_a_model_folder_copied_on_its_own_finds_the_module_on_the_import_path(trained_with_my_heads, run_engine,
+                                                                              tmp_path, monkeypatch):
+    import shutil
+
+    run_dir, input_file, elsewhere = trained_with_my_heads
+    copied = shutil.copytree(run_dir / "model", tmp_path / "shipped" / "model")  # no manifest.json beside it
+    module = run_dir.parents[1] / "my_heads.py"
+    (elsewhere / "my_heads.py").write_text(module.read_text())
+    module.unlink()
+    monkeypatch.delitem(sys.modules, "my_heads")
+    assert run_engine("predict", copied, "--input", input_file).exit_code != 0
+    monkeypatch.syspath_prepend(str(elsewhere))
+    result = run_engine("predict", copied, "--input", input_file)
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2

@@ -120,6 +120,9 @@ def test_an_ordinal_run_uses_the_plugins_head_and_metrics_and_reloads(tiny_task,
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert [r["label"] for r in rows] == [["1", "2", "3"][r["rank"]] for r in rows]
     assert all(sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-4) for r in rows)
+    evaluated = run_engine("evaluate", run_dir, "--data", path.parent / "validation.tsv", "--output", tmp_path / "m.json")
+    assert evaluated.exit_code == 0, evaluated.stderr
+    assert json.loads((tmp_path / "m.json").read_text()) == pytest.approx(metrics)  # the same model, the same rows
 
 
 def test_classification_with_the_attention_pooling_head(tiny_task, run_engine):
