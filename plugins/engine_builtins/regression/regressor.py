@@ -1,0 +1,205 @@
+"""The regression task: numeric targets in, normalized for the head, and back to the original scale.
+
+(Not named task.py: a submodule named like a hook would replace the hook function on the package once imported.)
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from engine import DataError, Split
+from engine.head import HeadOutput, HeadSpec
+from engine_builtins.regression import RegressionOptions
+from engine_builtins.sentence_inputs import encode_texts, pad_batch
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside methods: building a task (as `engine validate` does) must stay fast.
+
+METRICS = ["pearson", "spearman", "mse", "rmse", "mae", "r2"]
+
+
+class RegressionTask:
+    def __init__(self, options: RegressionOptions) -> None:
+        self.options = options
+        #: Target names, one per output; known once ``fit`` (or ``load_state_dict``) has run.
+        self.targets: list[str] = list(options.targets or [])
+        #: Normalized target = (target - shift) / scale, per target; identity until ``fit``.
+        self.shift: list[float] = []
+        self.scale: list[float] = []
+        #: Whether rows are text pairs, so a model trained on pairs refuses single texts and vice versa.
+        self.pair: bool | None = None
+        self.monitor = "validation.pearson"
+        self.monitor_mode = "max"
+        self.defaults: dict[str, Any] = {"head": "linear", "metrics": list(METRICS)}
+
+    # --- targets -----------------------------------------------------------------------------------------------
+
+    def _row_targets(self, split: Split, i: int) -> list[float]:
+        """Row ``i``'s targets as finite floats; anything else is a DataError pointing at the row."""
+        value = split.rows[i].get("label")
+        if value is None:
+            raise DataError("missing target", *split.where(i))
+        values = value if isinstance(value, list) else [value]
+        if self.targets and len(values) != len(self.targets):
+            raise DataError(
+                f"expected {len(self.targets)} target{'s' if len(self.targets) != 1 else ''} "
+                f"({', '.join(self.targets)}), got {len(values)}", *split.where(i),
+            )
+        numbers = []
+        for j, item in enumerate(values):
+            what = f"target {self.targets[j]!r}" if len(self.targets) > 1 else "target"
+            number = _number(item)
+            if number is None:
+                raise DataError(f"{what} is not a number: {item!r}", *split.where(i))
+            if not math.isfinite(number):
+                raise DataError(f"{what} is {item!r}; expected a finite number", *split.where(i))
+            bounds = self.options.bounds
+            if bounds is not None and not bounds[0] <= number <= bounds[1]:
+                raise DataError(f"{what} {number:g} is outside task.bounds [{bounds[0]:g}, {bounds[1]:g}]", *split.where(i))
+            numbers.append(number)
+        return numbers
+
+    def fit(self, train: Split) -> None:
+        first = train.rows[0].get("label") if train.rows else None
+        width = len(first) if isinstance(first, list) else 1
+        if not self.targets:
+            self.targets = ["value"] if width == 1 else [f"target_{j}" for j in range(width)]
+        elif len(self.targets) != width and first is not None:
+            raise DataError(
+                f"task.targets names {len(self.targets)} target(s) ({', '.join(self.targets)}), but the rows have "
+                f"{width}; give one name per data.label column", *train.where(0),
+            )
+        columns = list(zip(*(self._row_targets(train, i) for i in range(len(train)))))
+        self.shift, self.scale = [], []
+        for values in columns:
+            shift, scale = _normalizer(self.options.normalize, values)
+            self.shift.append(shift)
+            self.scale.append(scale)
+
+    def check(self, split: Split) -> None:
+        for i in range(len(split)):
+            self._row_targets(split, i)
+
+    # --- features ----------------------------------------------------------------------------------------------
+
+    def encode(self, split: Split, tokenizer: Any, max_length: int, labelled: bool = True) -> list[dict[str, Any]]:
+        pair = bool(split.rows) and "text_pair" in split.rows[0]
+        if self.pair is None:
+            self.pair = pair
+        elif pair != self.pair:
+            trained = "pairs of texts" if self.pair else "single texts"
+            given = "a pair of texts" if pair else "one text"
+            raise DataError(f"this model was trained on {trained}, but each row here has {given} (see data.text)", *split.where(0))
+
+        def label(i: int, row: dict[str, Any]) -> list[float]:
+            return [(v - s) / c for v, s, c in zip(self._row_targets(split, i), self.shift, self.scale)]
+
+        return encode_texts(split, tokenizer, max_length, label if labelled else None)
+
+    def collate(self, features: list[dict[str, Any]], tokenizer: Any) -> dict[str, torch.Tensor]:
+        import torch
+
+        batch = pad_batch(features, tokenizer)
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.float32)  # shape: (batch, targets)
+        return batch
+
+    def head_spec(self, hidden_size: int) -> HeadSpec:
+        return HeadSpec(hidden_size, len(self.targets), "sequence", loss=partial(regression_loss, self.options.loss,
+                        self.options.huber_delta), labels=list(self.targets))
+
+    # --- outputs -----------------------------------------------------------------------------------------------
+
+    def outputs(self, batch: dict[str, torch.Tensor], output: HeadOutput) -> list[Any]:
+        return output.logits.float().cpu().tolist()
+
+    def predictions(self, split: Split, features: list[dict[str, Any]], outputs: list[Any]) -> list[Any]:
+        by_row: list[Any] = [None] * len(split)
+        for feature, raw in zip(features, outputs):
+            by_row[feature["row"]] = self.denormalize(raw)
+        return by_row
+
+    def denormalize(self, raw: list[float]) -> list[float]:
+        """Head outputs back on the targets' scale, clamped to ``bounds``."""
+        values = [r * c + s for r, s, c in zip(raw, self.shift, self.scale)]
+        if self.options.bounds is not None:
+            low, high = self.options.bounds
+            values = [min(max(v, low), high) for v in values]
+        return values
+
+    def references(self, split: Split) -> list[Any]:
+        return [self._row_targets(split, i) for i in range(len(split))]
+
+    def format_prediction(self, row: dict[str, Any], prediction: Any) -> dict[str, Any]:
+        texts = {k: row[k] for k in ("text", "text_pair") if k in row}
+        if len(self.targets) == 1:
+            return {**texts, "value": round(prediction[0], 6)}
+        return {**texts, "values": {name: round(v, 6) for name, v in zip(self.targets, prediction)}}
+
+    # --- saving ------------------------------------------------------------------------------------------------
+
+    def hf_config(self) -> dict[str, Any]:
+        # Plain transformers gives the head's raw outputs; this key says how to turn them into engine's predictions.
+        return {
+            "problem_type": "regression",
+            "id2label": dict(enumerate(self.targets)),
+            "label2id": {name: i for i, name in enumerate(self.targets)},
+            "engine_regression": {
+                **self.state_dict(),
+                "inverse": "value[i] = logits[:, i] * scale[i] + shift[i], then clamped to bounds when set",
+            },
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"targets": self.targets, "normalize": self.options.normalize, "shift": self.shift,
+                "scale": self.scale, "bounds": list(self.options.bounds) if self.options.bounds else None,
+                "pair": self.pair}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.targets = list(state["targets"])
+        self.shift = [float(v) for v in state["shift"]]
+        self.scale = [float(v) for v in state["scale"]]
+        self.pair = state.get("pair")
+
+
+def regression_loss(kind: str, delta: float, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE, Huber or L1 between head outputs and (normalized) targets, both of shape (batch, targets)."""
+    from torch.nn import functional as F
+
+    predicted = predicted.float()
+    if kind == "huber":
+        return F.huber_loss(predicted, target, delta=delta)
+    if kind == "l1":
+        return F.l1_loss(predicted, target)
+    return F.mse_loss(predicted, target)
+
+
+def _number(value: Any) -> float | None:
+    """A target as a float: numbers as they are, strings parsed; booleans and anything else are not targets."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _normalizer(how: str, values: tuple[float, ...]) -> tuple[float, float]:
+    """(shift, scale) fitted on one target's training values."""
+    if how == "standardize":
+        mean = math.fsum(values) / len(values)
+        shift, scale = mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+    elif how == "minmax":
+        shift, scale = min(values), max(values) - min(values)
+    else:
+        return 0.0, 1.0
+    # A constant target has no spread to divide by; leaving it unscaled keeps the mapping invertible.
+    return shift, scale if scale > 0 else 1.0
