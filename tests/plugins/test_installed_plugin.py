@@ -31,7 +31,8 @@ def site_dirs() -> list[str]:
 def clean_env(**extra: str) -> dict[str, str]:
     """No pin, no PYTHONPATH: the subprocess loads what is installed where it runs, as a user's shell would."""
     env = {k: v for k, v in os.environ.items() if k not in ("ENGINE_PLUGINS", "ENGINE_BLOCK_PLUGINS", "PYTHONPATH")}
-    return {**env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **extra}
+    # One thread: the tiny model gains nothing from more, and the machine is shared.
+    return {**env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", **extra}
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,7 @@ def test_blocking_applies_to_task_file_modules(tiny_task, run_engine, monkeypatc
 
 def predict(run_dir, input_file, cwd):
     """`engine predict` in a fresh interpreter, as a user runs it later (not from the task's folder)."""
-    env = {**os.environ, "ENGINE_PLUGINS": "", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "ENGINE_PLUGINS": "", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop("PYTHONPATH", None)
     return subprocess.run([sys.executable, "-m", "engine", "predict", str(run_dir), "--input", str(input_file)],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
