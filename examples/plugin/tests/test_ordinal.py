@@ -145,3 +145,12 @@ def test_a_misspelt_option_is_caught_before_training(tiny_task, run_engine):
     result = run_engine("validate", tiny_task("ordinal", ["1", "2"], head={"name": "attention_pooling", "dropot": 0.1}))
     assert result.exit_code == 2
     assert "head.dropot: unknown key (did you mean 'dropout'?)" in " ".join(result.stderr.split())
+
+
+def test_declaring_imports_no_torch():
+    """engine validate and engine plugins import every plugin; they stay fast only if declaring is light."""
+    import subprocess
+    import sys
+
+    code = "import sys, engine_ordinal; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    assert subprocess.check_output([sys.executable, "-c", code], text=True).strip() == "[]"
