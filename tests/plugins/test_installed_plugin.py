@@ -39,7 +39,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 def plugin_venv(tmp_path_factory):
     root = tmp_path_factory.mktemp("venv")
     # pip comes from this interpreter's site-packages, through the .pth: no ensurepip, no network.
-    venv.EnvBuilder(with_pip=False).create(root / "env")
+    venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(root / "env")
     python = root / "env" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     site = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                         text=True).strip())
