@@ -75,16 +75,17 @@ def error(message: str) -> None:
 
 
 def metrics_table(metrics: dict[str, dict[str, float]], title: str = "Metrics") -> None:
-    """Splits as rows, metric names as columns."""
+    """Metric names as rows, splits as columns: a task may report many metrics (one per entity type, per target),
+    and a table as wide as its metrics gets cut to the terminal's width."""
     names: list[str] = []
     for values in metrics.values():
         names.extend(n for n in values if n not in names and not isinstance(values[n], dict))
     table = Table(title=title, title_justify="left")
-    table.add_column("split")
+    table.add_column("metric")
+    for split in metrics:
+        table.add_column(split, justify="right")
     for name in names:
-        table.add_column(name, justify="right")
-    for split, values in metrics.items():
-        table.add_row(split, *(_fmt(values.get(name)) for name in names))
+        table.add_row(name, *(_fmt(values.get(name)) for values in metrics.values()))
     results.print(table)
 
 
