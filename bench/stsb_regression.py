@@ -55,11 +55,15 @@ def main() -> None:
                          "text": ["sentence1", "sentence2"], "label": "score"},
                 "training": {"epochs": args.epochs}, "output_dir": "run"}
         (folder / "task.json").write_text(json.dumps(task, indent=2))
+        load_before = os.getloadavg()
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "engine", "run", str(folder / "task.json")], check=True,
                        env={**os.environ, "HF_HUB_OFFLINE": "1"})
         wall = time.perf_counter() - start
+        load_after = os.getloadavg()
         metrics = json.loads((folder / "run" / "metrics.json").read_text())["validation"]
+        history = [json.loads(line) for line in (folder / "run" / "history.jsonl").read_text().splitlines()]
+        evaluations = [h for h in history if h["event"] == "evaluate"]
         manifest = json.loads((folder / "run" / "manifest.json").read_text())
         resolved = json.loads((folder / "run" / "task.json").read_text())
 
@@ -80,12 +84,20 @@ def main() -> None:
         f"`{json.dumps(resolved['scheduler'])}`, batch size {resolved['training']['batch_size']}, seed "
         f"{resolved['training']['seed']}. The model kept is the best epoch by validation Pearson (epoch "
         f"{manifest['best']['epoch']}).",
-        "Wall time is the whole `engine run` process: imports, loading, tokenizing, training, evaluation, saving.",
+        "Wall time is the whole `engine run` process: imports, loading, tokenizing, training, evaluation, saving. "
+        f"The machine is shared: 1-minute load average {load_before[0]:.1f} at the start and {load_after[0]:.1f} at "
+        f"the end, on {os.cpu_count()} CPUs.",
         "",
         "| Pearson | Spearman | RMSE | MAE | R² | wall time (s) | training samples/s |",
         "|---|---|---|---|---|---|---|",
         f"| {metrics['pearson']:.4f} | {metrics['spearman']:.4f} | {metrics['rmse']:.4f} | {metrics['mae']:.4f} "
         f"| {metrics['r2']:.4f} | {wall:.1f} | {manifest['training_time']['samples_per_second']} |",
+        "",
+        "Validation after each epoch:",
+        "",
+        "| epoch | Pearson | Spearman |",
+        "|---|---|---|",
+        *(f"| {h['epoch']} | {h['validation.pearson']:.4f} | {h['validation.spearman']:.4f} |" for h in evaluations),
     ]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines) + "\n")
