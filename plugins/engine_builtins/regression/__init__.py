@@ -5,6 +5,11 @@ Targets come from ``data.label``: one column for one target, a list of columns f
 normalized for training (fitted on the training split and saved with the model); predictions are always given on the
 original scale, clamped to ``bounds`` when set. The metrics (``pearson``, ``spearman``, ``mse``, ``rmse``, ``mae``,
 ``r2``) give one value per target (``pearson_<target>``) when there are several, and the plain name is their mean.
+
+A model saved with the ``linear`` head (``pooling: "pooler"``) loads in transformers'
+``AutoModelForSequenceClassification`` (``problem_type: "regression"``, one label per target). Its raw outputs are on
+the normalized scale; ``config.json``'s ``engine_regression`` key holds ``shift``, ``scale`` and ``bounds``, and
+``value[i] = logits[:, i] * scale[i] + shift[i]``, clamped to ``bounds``, is what ``engine predict`` gives.
 """
 
 from __future__ import annotations
