@@ -314,7 +314,9 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
 
     augment = [resolve_choice(registry, "augment", v, f"augment.{i}", issues, note=failure_note) for i, v in enumerate(section('augment'))]
     if section('head') is None:
-        issues.append(ConfigIssue("head", "missing, and the task has no default head"))
+        # A task whose own section is invalid was never built, so its default head is unknown, not missing.
+        if task_object is not None:
+            issues.append(ConfigIssue("head", "missing, and the task has no default head"))
         head = None
     else:
         head = resolve_choice(registry, "build_head", section('head'), "head", issues, note=failure_note)
