@@ -92,6 +92,14 @@ def test_target_names_must_match_the_label_columns():
         regression(targets=["a", "b", "c"]).fit(split([["1", "2"], ["3", "4"]]))
 
 
+def test_invalid_task_options_are_reported_alone(task, run_engine):
+    result = run_engine("validate", task(task={"name": "regression", "loss": "hubber", "bounds": [5, 0]}))
+    assert result.exit_code == 2
+    err = " ".join(result.stderr.split())
+    assert "2 problems" in err and "task.loss" in err and "task.bounds: value error, expected [low, high] with low < high" in err
+    assert "default head" not in err  # the defaults of a task that could not be built are unknown, not missing
+
+
 def test_options_are_checked():
     with pytest.raises(ValueError, match="low < high"):
         RegressionOptions(bounds=(5, 0))
