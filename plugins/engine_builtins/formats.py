@@ -179,8 +179,13 @@ def load_files(options: Any, base_dir: Path, reader: Callable[[Path, str], list[
     splits = {}
     for name, value in options.files().items():
         path = resolve_path(value, base_dir)
-        splits[name] = Split(name, reader(path, f"data.{name}"), str(path))
+        splits[name] = Split(name, reader(path, f"data.{name}"), str(path), column_info(options))
     return splits
+
+
+def column_info(options: Any) -> dict[str, Any]:
+    """Which columns the standard ones came from, for tasks that name things after them (regression targets)."""
+    return {"text_columns": options.text_columns(), "label_columns": options.label_columns()}
 
 
 # --- the components ----------------------------------------------------------------------------------------------
@@ -230,7 +235,7 @@ def load_datasets(options: DatasetsOptions, base_dir: Path) -> dict[str, Split]:
         for i, record in enumerate(ds):
             record = {k: (names[k][v] if k in names and isinstance(v, int) and v >= 0 else v) for k, v in record.items()}
             rows.append(make_row(record, options, local, i + 1))
-        splits[name] = Split(name, rows, f"{local}[{wanted}]")
+        splits[name] = Split(name, rows, f"{local}[{wanted}]", column_info(options))
     return splits
 
 

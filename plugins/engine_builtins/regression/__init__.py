@@ -39,7 +39,7 @@ class RegressionOptions(BaseModel):
     targets: list[str] | None = Field(
         None, min_length=1,
         description="Names of the targets, in the order of data.label's columns (for metric names and predictions); "
-        "default: 'value' for one target, target_0, target_1... for several.",
+        "default: 'value' for one target; for several, the names of data.label's columns.",
     )
 
     @field_validator("bounds")

@@ -67,7 +67,9 @@ class RegressionTask:
         first = train.rows[0].get("label") if train.rows else None
         width = len(first) if isinstance(first, list) else 1
         if not self.targets:
-            self.targets = ["value"] if width == 1 else [f"target_{j}" for j in range(width)]
+            columns = train.info.get("label_columns") or []
+            self.targets = (["value"] if width == 1 else
+                            list(columns) if len(columns) == width else [f"target_{j}" for j in range(width)])
         elif len(self.targets) != width and first is not None:
             raise DataError(
                 f"task.targets names {len(self.targets)} target(s) ({', '.join(self.targets)}), but the rows have "

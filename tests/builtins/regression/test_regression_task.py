@@ -212,7 +212,8 @@ def test_training_learns_a_learnable_target(task, run_engine):
 def test_two_targets_predict_on_the_original_scale_and_load_in_transformers(task, run_engine, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    path = task(task={"name": "regression", "normalize": "standardize", "targets": ["sim", "rel"], "bounds": [0, 100]},
+    # The targets take the names of data.label's columns.
+    path = task(task={"name": "regression", "normalize": "standardize", "bounds": [0, 100]},
                 data={"train": "train.tsv", "validation": "dev.tsv", "text": ["s1", "s2"], "label": ["sim", "rel"]})
     result = run_engine("run", path)
     assert result.exit_code == 0, result.stderr
