@@ -43,7 +43,9 @@ class TaggingTask:
             # The names HF datasets and JSONL files use; a CoNLL file's columns are set by position instead.
             "data": {"text": "tokens", "label": "tags"},
             "metrics": list(DEFAULT_METRICS),
+            # Tagging sets are small (a few thousand sentences): more, smaller steps learn far more per epoch.
             "training": {"batch_size": 16},
+            # The emission layer and the CRF's transitions start from nothing, the encoder from pretraining.
             "optimizer": {"name": "adamw", "lr": 1e-4, "head_lr": 1e-3},
         }
 
