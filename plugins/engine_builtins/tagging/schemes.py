@@ -12,10 +12,8 @@ and the CRF's transition constraints already rule out the sequences that make BI
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Sequence
 
-Scheme = Literal["bio", "iob1", "bioes", "bilou"]
-SCHEMES: tuple[str, ...] = ("bio", "iob1", "bioes", "bilou")
 OUTSIDE = "O"
 
 #: The prefix letters each scheme may use (besides the plain tag ``O``).
