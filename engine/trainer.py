@@ -154,190 +154,241 @@ def encode_all(task: Any, splits: dict[str, Split], tokenizer: Any, max_length: 
     return {name: index_features(task.encode(split, tokenizer, max_length)) for name, split in splits.items()}
 
 
-def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = False, resume: bool = False) -> RunResult:
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
+def monitor_and_mode(resolved: ResolvedTask, task: Any, splits: dict[str, Split]) -> tuple[str | None, str]:
+    """The metric that picks the best model (None without its split) and whether it improves up or down."""
     training = resolved.training
-    accelerator = Accelerator(
-        gradient_accumulation_steps=training.gradient_accumulation_steps, mixed_precision=training.mixed_precision,
-    )
-    main = accelerator.is_main_process
-    console.set_quiet(not main)
-    if training.threads:
-        torch.set_num_threads(training.threads)
-    run_dir = resolved.output_dir
-    check_run_dir(run_dir, overwrite=overwrite, resume=resume)
-    set_seed(training.seed)
-
-    # Data: read, learn the label space from train, check the other splits against it, augment train.
-    task = resolved.task_object
-    splits = load_splits(resolved)
-    task.fit(splits["train"])
-    for name, split in splits.items():
-        if name != "train":
-            task.check(split)
-    rng = random.Random(training.seed)
-    for augmentation in resolved.augment:
-        train = splits["train"]
-        splits["train"] = Split(train.name, augmentation.build()(list(train.rows), rng), train.source, train.info)
-
-    # Model: the pretrained encoder, the task's features, the head it asks for.
-    console.info(f"Loading [bold]{resolved.model.name}[/]")
-    tokenizer, backbone = load_pretrained(resolved.model.name, resolved.model.revision)
-    max_length = default_max_length(tokenizer, backbone, resolved.model.max_length)
-    features = encode_all(task, splits, tokenizer, max_length)
-    set_seed(training.seed)
-    head = resolved.head.build(task.head_spec(backbone.config.hidden_size))
-    model = EngineModel(backbone, head, list(tokenizer.model_input_names))
-    freezer = resolved.freeze.build()
-    metrics = [choice.build(task) for choice in resolved.metrics]
-    callbacks = CallbackList([choice.build() for choice in resolved.callbacks])
-
     monitor = training.monitor or task.monitor
     if monitor.split(".")[0] not in splits:
         if training.monitor:
-            raise ConfigError([ConfigIssue("training.monitor", f"monitors {monitor!r} but data has no {monitor.split('.')[0]!r} split")], resolved.source)
-        monitor = None
-    mode = training.mode if training.mode != "auto" else (
-        task.monitor_mode if monitor == task.monitor else ("min" if any(k in (monitor or "") for k in LOWER_IS_BETTER) else "max")
-    )
+            raise ConfigError([ConfigIssue("training.monitor", f"monitors {monitor!r} but data has no "
+                                           f"{monitor.split('.')[0]!r} split")], resolved.source)
+        return None, "max"
+    if training.mode != "auto":
+        return monitor, training.mode
+    if monitor == task.monitor:
+        return monitor, task.monitor_mode
+    return monitor, "min" if any(word in monitor for word in LOWER_IS_BETTER) else "max"
 
-    sampler = LengthGroupedBatches([f["length"] for f in features["train"]], training.batch_size, training.seed,
-                                   training.group_by_length)
-    train_loader = DataLoader(features["train"], batch_sampler=sampler,
-                              collate_fn=partial(collate_with_index, task=task, tokenizer=tokenizer))
-    steps_per_epoch = math.ceil(len(sampler) / training.gradient_accumulation_steps)
-    optimizer = resolved.optimizer.build(model)
-    scheduler = resolved.scheduler.build(optimizer, steps_per_epoch * training.epochs)
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
-    if main:
-        prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
-    accelerator.wait_for_everyone()
 
-    state = TrainerState(run_dir=run_dir, epochs=training.epochs, steps_per_epoch=steps_per_epoch,
-                         is_main_process=main, monitor=monitor, mode=mode)
-    checkpoints = run_dir / "checkpoints"
-    if resume:
-        accelerator.load_state(str(checkpoints / "last"))
-        saved = json.loads((checkpoints / "last" / "trainer_state.json").read_text())
+class Run:
+    """One training run, in the shape of a torchtune recipe: ``setup``, ``train``, ``save``."""
+
+    def __init__(self, resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool, resume: bool) -> None:
+        from accelerate import Accelerator
+
+        self.resolved, self.manager, self.overwrite, self.resume = resolved, manager, overwrite, resume
+        self.training = resolved.training
+        self.accelerator = Accelerator(gradient_accumulation_steps=self.training.gradient_accumulation_steps,
+                                       mixed_precision=self.training.mixed_precision)
+        self.main = self.accelerator.is_main_process
+        self.run_dir = resolved.output_dir
+        self.checkpoints = self.run_dir / "checkpoints"
+        self.task = resolved.task_object
+        self.train_seconds, self.samples_trained = 0.0, 0  # optimisation only, evaluation excluded
+
+    # --- setup -------------------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        from accelerate.utils import set_seed
+
+        resolved, training, accelerator = self.resolved, self.training, self.accelerator
+        console.set_quiet(not self.main)
+        if training.threads:
+            torch.set_num_threads(training.threads)
+        check_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume)
+        set_seed(training.seed)
+
+        # Data: read, learn the label space from train, check the other splits against it, augment train.
+        self.splits = load_splits(resolved)
+        self.task.fit(self.splits["train"])
+        for name, split in self.splits.items():
+            if name != "train":
+                self.task.check(split)
+        rng = random.Random(training.seed)
+        for augmentation in resolved.augment:
+            train = self.splits["train"]
+            self.splits["train"] = Split(train.name, augmentation.build()(list(train.rows), rng), train.source, train.info)
+
+        # Model: the pretrained encoder, the task's features, the head it asks for.
+        console.info(f"Loading [bold]{resolved.model.name}[/]")
+        self.tokenizer, backbone = load_pretrained(resolved.model.name, resolved.model.revision)
+        self.max_length = default_max_length(self.tokenizer, backbone, resolved.model.max_length)
+        self.features = encode_all(self.task, self.splits, self.tokenizer, self.max_length)
+        set_seed(training.seed)
+        head = resolved.head.build(self.task.head_spec(backbone.config.hidden_size))
+        model = EngineModel(backbone, head, list(self.tokenizer.model_input_names))
+        self.freezer = resolved.freeze.build()
+        self.metrics = [choice.build(self.task) for choice in resolved.metrics]
+        self.callbacks = CallbackList([choice.build() for choice in resolved.callbacks])
+        monitor, mode = monitor_and_mode(resolved, self.task, self.splits)
+
+        # Optimisation, then Accelerate places everything (one device, or one of many processes).
+        self.sampler = LengthGroupedBatches([f["length"] for f in self.features["train"]], training.batch_size,
+                                            training.seed, training.group_by_length)
+        loader = DataLoader(self.features["train"], batch_sampler=self.sampler,
+                            collate_fn=partial(collate_with_index, task=self.task, tokenizer=self.tokenizer))
+        steps_per_epoch = math.ceil(len(self.sampler) / training.gradient_accumulation_steps)
+        optimizer = resolved.optimizer.build(model)
+        scheduler = resolved.scheduler.build(optimizer, steps_per_epoch * training.epochs)
+        self.model, self.optimizer, self.loader, self.scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+        self.unwrapped = accelerator.unwrap_model(self.model)
+        self.state = TrainerState(run_dir=self.run_dir, epochs=training.epochs, steps_per_epoch=steps_per_epoch,
+                                  is_main_process=self.main, monitor=monitor, mode=mode)
+
+        # Only now, with data and model loaded without error, does an earlier run make way.
+        if self.main:
+            prepare_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume)
+        accelerator.wait_for_everyone()
+        if self.resume:
+            self.restore()
+        elif self.main:
+            write_json(self.run_dir / "task.json", resolved.to_dict())
+        self.write_manifest("running")
+
+    def restore(self) -> None:
+        self.accelerator.load_state(str(self.checkpoints / "last"))
+        saved = json.loads((self.checkpoints / "last" / "trainer_state.json").read_text())
         for key in ("epoch", "global_step", "best_metric", "best_step", "best_epoch", "best_metrics"):
-            setattr(state, key, saved["state"][key])
-        callbacks.load_state_dict(saved["callbacks"])
-        console.info(f"Resuming {run_dir} at epoch {state.epoch + 1}")
-    elif main:
-        write_json(run_dir / "task.json", resolved.to_dict())
-    plugin_list = [vars(info) for info in manager.infos.values()]
-    data_files = {name: Path(split.source) for name, split in splits.items()}
-    if main:
-        write_json(run_dir / "manifest.json", manifest(seed=training.seed, data_files=data_files, plugins=plugin_list, status="running"))
+            setattr(self.state, key, saved["state"][key])
+        self.callbacks.load_state_dict(saved["callbacks"])
+        console.info(f"Resuming {self.run_dir} at epoch {self.state.epoch + 1}")
 
-    eval_batch = training.eval_batch_size or training.batch_size * 2
-    unwrapped = accelerator.unwrap_model(model)
+    # --- training ----------------------------------------------------------------------------------------------
 
-    def evaluate(split_name: str) -> dict[str, float]:
-        outputs, loss = infer(model, features[split_name], task, tokenizer, eval_batch, accelerator, f"eval {split_name}")
+    def train(self) -> None:
+        training, accelerator, state, callbacks = self.training, self.accelerator, self.state, self.callbacks
+        model, optimizer, scheduler = self.model, self.optimizer, self.scheduler
+        callbacks.fire("on_train_begin", state)
         model.train()
-        return compute_metrics(task, metrics, splits[split_name], features[split_name], outputs, loss)
+        with console.progress() as bar:
+            total = len(self.features["train"]) * (training.epochs - state.epoch)
+            job = bar.add_task("train", total=total, unit="samples", postfix="")
+            for epoch in range(state.epoch, training.epochs):
+                state.epoch = epoch
+                self.sampler.set_epoch(epoch)
+                self.freezer.apply(self.unwrapped, epoch)
+                callbacks.fire("on_epoch_begin", state)
+                losses: list[float] = []
+                tick = time.perf_counter()
+                for batch in self.loader:
+                    batch.pop("feature_index")
+                    with accelerator.accumulate(model):
+                        out = model(**batch)
+                        accelerator.backward(out.loss)
+                        if accelerator.sync_gradients and training.max_grad_norm:
+                            accelerator.clip_grad_norm_(model.parameters(), training.max_grad_norm)
+                        optimizer.step()
+                        scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    losses.append(out.loss.detach().float().item())
+                    samples = len(batch["input_ids"]) * accelerator.num_processes
+                    self.samples_trained += samples
+                    bar.advance(job, samples)
+                    if not accelerator.sync_gradients:
+                        continue
+                    state.global_step += 1
+                    recent = losses[-50:]
+                    bar.update(job, postfix=f"loss {sum(recent) / len(recent):.4f}  epoch {epoch + 1}/{training.epochs}")
+                    callbacks.fire("on_step_end", state, {"loss": losses[-1], "lr": scheduler.get_last_lr()[0]})
+                    if self.evaluates_now():
+                        self.train_seconds += time.perf_counter() - tick
+                        self.evaluate_and_select()
+                        tick = time.perf_counter()
+                    if state.should_stop:
+                        break
+                self.train_seconds += time.perf_counter() - tick
+                if not self.evaluates_now():  # an epoch ends with an evaluation, unless a step's just ran
+                    self.evaluate_and_select()
+                callbacks.fire("on_epoch_end", state)
+                state.epoch = epoch + 1
+                save_checkpoint(accelerator, self.checkpoints / "last", state, callbacks)
+                if state.should_stop:
+                    console.info(f"Stopping early after epoch {epoch + 1}")
+                    break
+        callbacks.fire("on_train_end", state)
 
-    def evaluate_and_select() -> None:
-        if "validation" not in splits:
+    def evaluates_now(self) -> bool:
+        steps = self.training.eval_steps
+        return bool(steps) and self.state.global_step % steps == 0
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        batch_size = self.training.eval_batch_size or self.training.batch_size * 2
+        outputs, loss = infer(self.model, self.features[split], self.task, self.tokenizer, batch_size,
+                              self.accelerator, f"eval {split}")
+        self.model.train()
+        return compute_metrics(self.task, self.metrics, self.splits[split], self.features[split], outputs, loss)
+
+    def evaluate_and_select(self) -> None:
+        """Score the validation split; keep the weights when the monitored metric improves."""
+        if "validation" not in self.splits:
             return
-        values = {f"validation.{k}": v for k, v in evaluate("validation").items()}
+        state, monitor = self.state, self.state.monitor
+        values = {f"validation.{k}": v for k, v in self.evaluate("validation").items()}
         if monitor is not None and monitor not in values:
             raise EngineError(f"training.monitor: {monitor!r} is not among the computed metrics: {', '.join(values)}")
         if monitor is not None and state.improved(values[monitor]):
             state.best_metric, state.best_step, state.best_epoch = values[monitor], state.global_step, state.epoch + 1
             state.best_metrics = values
-            if main:
-                save_weights(unwrapped, checkpoints / "best.safetensors")
-        callbacks.fire("on_evaluate", state, values)
+            if self.main:
+                save_weights(self.unwrapped, self.checkpoints / "best.safetensors")
+        self.callbacks.fire("on_evaluate", state, values)
         summary = ", ".join(f"{k.split('.', 1)[1]} {v:.4f}" for k, v in values.items())
         console.info(f"epoch {state.epoch + 1} step {state.global_step}: validation {summary}")
 
-    callbacks.fire("on_train_begin", state)
-    model.train()
-    train_seconds, samples_trained = 0.0, 0  # optimisation only, evaluation excluded
-    start_epoch = state.epoch
-    samples_per_epoch = len(features["train"])
-    with console.progress() as bar:
-        job = bar.add_task("train", total=samples_per_epoch * (training.epochs - start_epoch), unit="samples", postfix="")
-        for epoch in range(start_epoch, training.epochs):
-            state.epoch = epoch
-            sampler.set_epoch(epoch)
-            freezer.apply(unwrapped, epoch)
-            callbacks.fire("on_epoch_begin", state)
-            running: list[float] = []
-            tick = time.perf_counter()
-            for batch in train_loader:
-                batch.pop("feature_index")
-                with accelerator.accumulate(model):
-                    out = model(**batch)
-                    accelerator.backward(out.loss)
-                    if accelerator.sync_gradients and training.max_grad_norm:
-                        accelerator.clip_grad_norm_(model.parameters(), training.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                running.append(out.loss.detach().float().item())
-                samples_trained += len(batch["input_ids"]) * accelerator.num_processes
-                bar.advance(job, len(batch["input_ids"]) * accelerator.num_processes)
-                if accelerator.sync_gradients:
-                    state.global_step += 1
-                    loss = sum(running[-50:]) / len(running[-50:])
-                    bar.update(job, postfix=f"loss {loss:.4f}  epoch {epoch + 1}/{training.epochs}")
-                    callbacks.fire("on_step_end", state, {"loss": running[-1], "lr": scheduler.get_last_lr()[0]})
-                    if training.eval_steps and state.global_step % training.eval_steps == 0:
-                        train_seconds += time.perf_counter() - tick
-                        evaluate_and_select()
-                        tick = time.perf_counter()
-                    if state.should_stop:
-                        break
-            train_seconds += time.perf_counter() - tick
-            if not (training.eval_steps and state.global_step % training.eval_steps == 0):
-                evaluate_and_select()
-            callbacks.fire("on_epoch_end", state)
-            state.epoch = epoch + 1
-            save_checkpoint(accelerator, checkpoints / "last", state, callbacks)
-            if state.should_stop:
-                console.info(f"Stopping early after epoch {epoch + 1}")
-                break
-    callbacks.fire("on_train_end", state)
+    # --- saving ------------------------------------------------------------------------------------------------
 
-    # The best model (by the monitor) is the one evaluated on test and saved.
-    accelerator.wait_for_everyone()
-    if monitor is not None and (checkpoints / "best.safetensors").exists():
-        load_weights(unwrapped, checkpoints / "best.safetensors")
-    results: dict[str, dict[str, float]] = {}
-    if "validation" in splits:
-        results["validation"] = ({k.split(".", 1)[1]: v for k, v in state.best_metrics.items()} if state.best_metrics
-                                 else evaluate("validation"))
-    if "test" in splits:
-        results["test"] = evaluate("test")
-    hf_loadable = False
-    if main:
-        tmp = run_dir / "model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        hf_loadable = save_model(
-            tmp, unwrapped, tokenizer, task_config=resolved.task.raw, head_config=resolved.head.raw,
-            task_state=task.state_dict(), hf_config=task.hf_config(),
-            extra={"max_length": max_length, "plugins": {c.component.plugin: manager.infos[c.component.plugin].version
-                                                         for c in (resolved.task, resolved.head, resolved.data)
-                                                         if c.component.plugin in manager.infos},
-                   "data": {"format": resolved.data.name, "options": resolved.data.raw}},
-        )
-        replace_dir(tmp, run_dir / "model")
-        write_json(run_dir / "metrics.json", results)
-        write_json(run_dir / "manifest.json", manifest(
-            seed=training.seed, data_files=data_files, plugins=plugin_list, status="completed",
-            extra={"best": {"monitor": monitor, "value": state.best_metric, "epoch": state.best_epoch,
-                            "step": state.best_step}, "steps": state.global_step, "transformers_loadable": hf_loadable,
-                   "training_time": {"seconds": round(train_seconds, 3), "samples": samples_trained,
-                                     "samples_per_second": round(samples_trained / train_seconds, 2) if train_seconds else None}},
-        ))
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return RunResult(run_dir, results, hf_loadable)
+    def save(self) -> RunResult:
+        """The best model (by the monitor) is the one scored on test and saved."""
+        resolved, state, accelerator = self.resolved, self.state, self.accelerator
+        accelerator.wait_for_everyone()
+        if state.monitor is not None and (self.checkpoints / "best.safetensors").exists():
+            load_weights(self.unwrapped, self.checkpoints / "best.safetensors")
+        results: dict[str, dict[str, float]] = {}
+        if "validation" in self.splits:
+            results["validation"] = ({k.split(".", 1)[1]: v for k, v in state.best_metrics.items()}
+                                     if state.best_metrics else self.evaluate("validation"))
+        if "test" in self.splits:
+            results["test"] = self.evaluate("test")
+        hf_loadable = False
+        if self.main:
+            tmp = self.run_dir / "model.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            infos = self.manager.infos
+            hf_loadable = save_model(
+                tmp, self.unwrapped, self.tokenizer, task_config=resolved.task.raw, head_config=resolved.head.raw,
+                task_state=self.task.state_dict(), hf_config=self.task.hf_config(),
+                extra={"max_length": self.max_length,
+                       "plugins": {c.component.plugin: infos[c.component.plugin].version
+                                   for c in (resolved.task, resolved.head, resolved.data) if c.component.plugin in infos},
+                       "data": {"format": resolved.data.name, "options": resolved.data.raw}},
+            )
+            replace_dir(tmp, self.run_dir / "model")
+            write_json(self.run_dir / "metrics.json", results)
+        seconds = self.train_seconds
+        self.write_manifest("completed", {
+            "best": {"monitor": state.monitor, "value": state.best_metric, "epoch": state.best_epoch, "step": state.best_step},
+            "steps": state.global_step, "transformers_loadable": hf_loadable,
+            "training_time": {"seconds": round(seconds, 3), "samples": self.samples_trained,
+                              "samples_per_second": round(self.samples_trained / seconds, 2) if seconds else None},
+        })
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        return RunResult(self.run_dir, results, hf_loadable)
+
+    def write_manifest(self, status: str, extra: dict[str, Any] | None = None) -> None:
+        if self.main:
+            data_files = {name: Path(split.source) for name, split in self.splits.items()}
+            plugins = [vars(info) for info in self.manager.infos.values()]
+            write_json(self.run_dir / "manifest.json", manifest(seed=self.training.seed, data_files=data_files,
+                                                                plugins=plugins, status=status, extra=extra))
+
+
+def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = False, resume: bool = False) -> RunResult:
+    """Train as the task says, evaluate, and save the run directory."""
+    recipe = Run(resolved, manager, overwrite=overwrite, resume=resume)
+    recipe.setup()
+    recipe.train()
+    return recipe.save()
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:

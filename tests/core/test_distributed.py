@@ -4,6 +4,7 @@ training batches split between processes, no sample dropped or counted twice in 
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 
@@ -19,7 +20,11 @@ def test_two_processes(write_task, tiny_model_dir):
         {"train.tsv": "text\tlabel\n" + rows, "dev.tsv": "text\tlabel\n" + "".join(rows.splitlines(keepends=True)[:13])},
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ENGINE_PLUGINS": "", "ACCELERATE_USE_CPU": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "engine", "run", str(path)]
+    with socket.socket() as free:  # a port of its own: other runs on the machine may hold torchrun's default
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+              "-m", "engine", "run", str(path)]
     result = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = path.parent / "run"
