@@ -44,7 +44,7 @@ def conll(sentences):
 def task_config(model_dir, **changes):
     config = {"task": "tagging", "model": {"name": str(model_dir)},
               "data": {"format": "conll", "train": "train.conll", "validation": "dev.conll"},
-              "training": {"epochs": 3, "seed": 3}, "optimizer": {"name": "adamw", "lr": 3e-3, "head_lr": 1e-2},
+              "training": {"epochs": 2, "seed": 3}, "optimizer": {"name": "adamw", "lr": 3e-3, "head_lr": 1e-2},
               "output_dir": "run"}
     config.update(changes)
     return config
