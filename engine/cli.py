@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, help="a run directory (or its model/ folder)")
     p.add_argument("--input", "-i", type=Path, required=True, help="CSV, TSV, JSONL... with the training text fields")
     p.add_argument("--output", "-o", type=Path, help="JSONL to write (default: standard output)")
+    p.add_argument("--format", "-f", help="data format of the input (default: from its extension, else the training format)")
     p.add_argument("--batch-size", type=int, default=64)
     _plugin_flags(p)
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data", "-d", type=Path, required=True, help="labelled data in the training format")
     p.add_argument("--output", "-o", type=Path, help="write the metrics as JSON here too")
+    p.add_argument("--format", "-f", help="data format of the file (default: from its extension, else the training format)")
     p.add_argument("--batch-size", type=int, default=64)
     _plugin_flags(p)
 
@@ -129,7 +131,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     manager = _manager(args)
     loaded = load_model(args.run_dir, manager)
-    split = read_input(loaded, manager, args.input, labelled=False)
+    split = read_input(loaded, manager, args.input, labelled=False, fmt=args.format)
     features = index_features(loaded.task.encode(split, loaded.tokenizer, loaded.meta["max_length"], labelled=False))
     accelerator = Accelerator()
     model = accelerator.prepare_model(loaded.model, evaluation_mode=True)
@@ -155,7 +157,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     manager = _manager(args)
     loaded = load_model(args.run_dir, manager)
-    split = read_input(loaded, manager, args.data, labelled=True)
+    split = read_input(loaded, manager, args.data, labelled=True, fmt=args.format)
     loaded.task.check(split)
     task_json = loaded.directory.parent / "task.json"
     raw_metrics = json.loads(task_json.read_text())["metrics"] if task_json.is_file() else loaded.task.defaults.get("metrics", [])

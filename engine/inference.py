@@ -11,7 +11,7 @@ from typing import Any
 
 from engine.config import Choice, resolve_choice
 from engine.data import Split
-from engine.errors import ConfigError, EngineError, PluginError, RunDirError
+from engine.errors import ConfigError, EngineError, PluginError, RunDirError, did_you_mean
 from engine.model import EngineModel, load_backbone, load_head_weights, read_engine_file
 from engine.plugins import TASK_FILE, ModuleNotFound, PluginManager
 from engine.registry import KINDS
@@ -151,14 +151,20 @@ def load_model(path: Path, manager: PluginManager) -> LoadedModel:
     return LoadedModel(directory, meta, task, tokenizer, model, data_choice)
 
 
-def read_input(loaded: LoadedModel, manager: PluginManager, file: Path, *, labelled: bool) -> Split:
-    """Read a file the way the training data was read: the same format and column names, unless its extension
-    names another format."""
+def read_input(loaded: LoadedModel, manager: PluginManager, file: Path, *, labelled: bool,
+               fmt: str | None = None) -> Split:
+    """Read a file the way the training data was read: the same format and column names, unless ``fmt`` (the
+    CLI's ``--format``) or the file's extension names another format."""
     registry = manager.registry()
-    fmt = file.suffix.lstrip(".").lower()
     base = dict(loaded.data.raw) if loaded.data else {}
-    if registry.find("load_data", fmt) is None:
-        fmt = base.get("format") or fmt
+    if fmt is not None:
+        if registry.find("load_data", fmt) is None:
+            raise EngineError(f"--format: unknown data format {fmt!r}{did_you_mean(fmt, registry.names('load_data'))}; "
+                              f"expected one of: {', '.join(registry.names('load_data'))}")
+    else:
+        fmt = file.suffix.lstrip(".").lower()
+        if registry.find("load_data", fmt) is None:
+            fmt = base.get("format") or fmt
     raw = {k: v for k, v in base.items() if k not in ("train", "validation", "test", "format")}
     raw.update({"format": fmt, "train": str(file.resolve()), "labels_required": labelled})
     component = registry.find("load_data", fmt)

@@ -43,8 +43,11 @@ def layer_of(name: str, num_layers: int) -> int:
 
 
 def parameter_groups(model: Any, options: Any) -> list[dict[str, Any]]:
-    """Decay only on tensors of two or more dimensions (as nanoGPT); the head at ``head_lr``; optional layer decay."""
+    """Decay only on tensors of two or more dimensions (as nanoGPT) that the head does not exempt through a
+    ``no_weight_decay()`` method (names relative to the head, as timm does); the head at ``head_lr``; optional
+    layer decay."""
     num_layers = int(getattr(getattr(model.backbone, "config", None), "num_hidden_layers", 0) or 0)
+    exempt = set(model.head.no_weight_decay()) if hasattr(model.head, "no_weight_decay") else set()
     groups: dict[tuple[float, float], list[Any]] = {}
     for part, module in (("backbone", model.backbone), ("head", model.head)):
         for name, param in module.named_parameters():
@@ -53,7 +56,7 @@ def parameter_groups(model: Any, options: Any) -> list[dict[str, Any]]:
             else:
                 depth = num_layers + 1 - layer_of(name, num_layers)
                 lr = options.lr * (options.layer_decay ** depth if options.layer_decay else 1.0)
-            decay = options.weight_decay if param.ndim >= 2 else 0.0
+            decay = options.weight_decay if param.ndim >= 2 and not (part == "head" and name in exempt) else 0.0
             groups.setdefault((lr, decay), []).append(param)
     return [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
 

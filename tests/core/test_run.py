@@ -252,3 +252,14 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run(task, run_engine):
     result = run_engine("run", path, "--overwrite")
     assert result.exit_code == 1 and "does not look like a run directory" in result.stderr
     assert (path.parent / "precious" / "thesis.tex").exists()
+
+
+def test_predict_format_flag_overrides_the_extension(task, run_engine, tmp_path):
+    path = task(training={"epochs": 1, "batch_size": 8})
+    assert run_engine("run", path).exit_code == 0
+    (tmp_path / "in.txt").write_text("text\nthe movie was great\n")  # TSV content, a .txt name
+    result = run_engine("predict", path.parent / "runs/tiny", "--input", tmp_path / "in.txt", "--format", "tsv")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["text"] == "the movie was great"
+    result = run_engine("predict", path.parent / "runs/tiny", "--input", tmp_path / "in.txt", "--format", "tvs")
+    assert result.exit_code == 1 and "unknown data format 'tvs' (did you mean 'tsv'?)" in result.stderr

@@ -85,6 +85,10 @@ class CrfHead(nn.Module):
             predictions = torch.full(mask.shape, PAD_TAG, dtype=torch.long, device=mask.device).scatter(1, index, paths)
         return HeadOutput(logits=logits, loss=loss, predictions=predictions)
 
+    def no_weight_decay(self) -> set[str]:
+        """Transition scores are log-potentials, not weights to shrink towards zero."""
+        return {f"crf.{name}" for name, _ in self.crf.named_parameters()}
+
     def hf_export(self) -> None:
         """Transformers has no CRF head: the saved model loads with ``engine predict`` only."""
         return None

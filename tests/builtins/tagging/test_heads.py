@@ -85,6 +85,15 @@ def test_transitions_learn_at_head_lr():
         assert lr_of[id(param)] == 1e-3
 
 
+def test_transitions_are_not_decayed_but_the_emission_layer_is():
+    head = build_crf(CrfOptions(), spec())
+    model = EngineModel(torch.nn.Linear(2, 2), head, [])
+    groups = parameter_groups(model, AdamWOptions(weight_decay=0.1))
+    decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert decay_of[id(head.crf.transitions)] == 0.0
+    assert decay_of[id(head.classifier.weight)] == 0.1
+
+
 def test_crf_has_no_transformers_export_and_softmax_exports_token_classification():
     assert build_crf(CrfOptions(), spec()).hf_export() is None
     kind, weights = build_softmax(SoftmaxOptions(), spec()).hf_export()
