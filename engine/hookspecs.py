@@ -102,7 +102,9 @@ def build_head(register: Register) -> None:
         A module whose ``forward(backbone_output, batch) -> engine.head.HeadOutput`` maps the encoder's hidden
         states to logits and, when the batch has ``labels``, a loss. ``spec`` says what the task needs: how many
         outputs, at which level (``sequence`` or ``token``), and the loss. Its weights are saved with the model and
-        loaded back by ``engine predict`` through the same factory.
+        loaded back by ``engine predict`` through the same factory. Optional methods: ``hf_export()`` (transformers'
+        equivalent head: a kind such as ``"sequence_classification"`` and its weights, or None) and
+        ``no_weight_decay()`` (names of parameters the built-in optimizers must not decay).
     returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """
