@@ -12,7 +12,6 @@ from rich.progress import (
     ProgressColumn,
     Task,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
@@ -41,11 +40,10 @@ def progress(transient: bool = False) -> Progress:
     """A progress bar with throughput and ETA; ``postfix`` carries live values such as the loss."""
     return Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=24),
+        BarColumn(bar_width=16),
         MofNCompleteColumn(),
         RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("<"),
+        TextColumn("eta"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[postfix]}"),
         console=console,

@@ -265,6 +265,7 @@ class Run:
             job = bar.add_task("train", total=total, unit="samples", postfix="")
             for epoch in range(state.epoch, training.epochs):
                 state.epoch = epoch
+                bar.update(job, description=f"epoch {epoch + 1}/{training.epochs}")
                 self.sampler.set_epoch(epoch)
                 self.freezer.apply(self.unwrapped, epoch)
                 callbacks.fire("on_epoch_begin", state)
@@ -288,7 +289,7 @@ class Run:
                         continue
                     state.global_step += 1
                     recent = losses[-50:]
-                    bar.update(job, postfix=f"loss {sum(recent) / len(recent):.4f}  epoch {epoch + 1}/{training.epochs}")
+                    bar.update(job, postfix=f"loss {sum(recent) / len(recent):.4f}")
                     callbacks.fire("on_step_end", state, {"loss": losses[-1], "lr": scheduler.get_last_lr()[0]})
                     if self.evaluates_now():
                         self.train_seconds += time.perf_counter() - tick
