@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from engine.errors import EngineError
-from engine.head import HeadOutput, HeadSpec
+from engine.head import HeadOutput
 
 # Short names for models that ship as Python packages (no hub access needed): name -> (module, folder in it).
 PACKAGED_MODELS: dict[str, tuple[str, str, str]] = {

@@ -7,7 +7,7 @@ from typing import Any, Callable, Protocol
 
 from pydantic import BaseModel
 
-from engine.errors import ConfigIssue, PluginError, did_you_mean
+from engine.errors import ConfigError, ConfigIssue, PluginError, did_you_mean
 
 # The hooks through which components are declared, and what a task file calls a component of each.
 KINDS: dict[str, str] = {
@@ -80,10 +80,9 @@ class Registry:
         return ConfigIssue(path, f"unknown {KINDS[hook]} {name!r}{hint}; expected one of: {listing}")
 
     def get(self, hook: str, name: str) -> Component:
+        """The component, or a ConfigError listing the known ones (for code that looks one up by name)."""
         component = self.find(hook, name)
         if component is None:
-            from engine.errors import ConfigError
-
             raise ConfigError([self.unknown(hook, name, KINDS[hook])])
         return component
 
