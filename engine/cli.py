@@ -12,6 +12,12 @@ from typing import Any, Sequence
 from engine.errors import EngineError
 
 
+def _model_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--format", "-f", help=f"data format of the {what} (default: from its extension, else the training format)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    _plugin_flags(parser)
+
+
 def _plugin_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugins", metavar="NAMES", help="comma-separated third-party plugins to load (default: all installed; env ENGINE_PLUGINS)")
     parser.add_argument("--block-plugins", metavar="NAMES", default="", help="comma-separated plugins not to load (env ENGINE_BLOCK_PLUGINS)")
@@ -47,17 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, help="a run directory (or its model/ folder)")
     p.add_argument("--input", "-i", type=Path, required=True, help="CSV, TSV, JSONL... with the training text fields")
     p.add_argument("--output", "-o", type=Path, help="JSONL to write (default: standard output)")
-    p.add_argument("--format", "-f", help="data format of the input (default: from its extension, else the training format)")
-    p.add_argument("--batch-size", type=int, default=64)
-    _plugin_flags(p)
+    _model_flags(p, "input")
 
     p = commands.add_parser("evaluate", help="score a trained model on labelled data")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data", "-d", type=Path, required=True, help="labelled data in the training format")
     p.add_argument("--output", "-o", type=Path, help="write the metrics as JSON here too")
-    p.add_argument("--format", "-f", help="data format of the file (default: from its extension, else the training format)")
-    p.add_argument("--batch-size", type=int, default=64)
-    _plugin_flags(p)
+    _model_flags(p, "file")
 
     p = commands.add_parser("plugins", help="list plugins, their versions, sources and hooks")
     p.add_argument("task_file", type=Path, nargs="?", help="also load the plugin modules this task file names")
@@ -124,21 +126,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from engine import console
-    from engine.inference import load_model, read_input, write_jsonl
-    from engine.trainer import infer, index_features
-
-    from accelerate import Accelerator
+    from engine.inference import load_model, read_input, run_inference, write_jsonl
 
     manager = _manager(args)
     loaded = load_model(args.run_dir, manager)
     split = read_input(loaded, manager, args.input, labelled=False, fmt=args.format)
-    features = index_features(loaded.task.encode(split, loaded.tokenizer, loaded.meta["max_length"], labelled=False))
-    accelerator = Accelerator()
-    model = accelerator.prepare_model(loaded.model, evaluation_mode=True)
-    outputs, _ = infer(model, features, loaded.task, loaded.tokenizer, args.batch_size, accelerator, "predict")
-    predictions = loaded.task.predictions(split, features, outputs)
+    result = run_inference(loaded, split, args.batch_size, labelled=False, description="predict")
+    predictions = loaded.task.predictions(split, result.features, result.outputs)
     rows = [loaded.task.format_prediction(row, p) for row, p in zip(split.rows, predictions)]
-    if accelerator.is_main_process:
+    if result.is_main_process:
         write_jsonl(rows, args.output)
         if args.output:
             console.info(f"Wrote {len(rows)} predictions to {args.output}")
@@ -149,11 +145,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine import console
     from engine.config import resolve_choice
     from engine.errors import ConfigError
-    from engine.inference import load_model, read_input
+    from engine.inference import load_model, read_input, run_inference
     from engine.run import write_json
-    from engine.trainer import compute_metrics, index_features, infer
-
-    from accelerate import Accelerator
+    from engine.trainer import compute_metrics
 
     manager = _manager(args)
     loaded = load_model(args.run_dir, manager)
@@ -165,12 +159,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     choices = [resolve_choice(manager.registry(), "metric", m, f"metrics.{i}", issues) for i, m in enumerate(raw_metrics)]
     if issues:
         raise ConfigError(issues, task_json)
-    features = index_features(loaded.task.encode(split, loaded.tokenizer, loaded.meta["max_length"], labelled=True))
-    accelerator = Accelerator()
-    model = accelerator.prepare_model(loaded.model, evaluation_mode=True)
-    outputs, loss = infer(model, features, loaded.task, loaded.tokenizer, args.batch_size, accelerator, "evaluate")
-    values = compute_metrics(loaded.task, [c.build(loaded.task) for c in choices if c], split, features, outputs, loss)
-    if accelerator.is_main_process:
+    result = run_inference(loaded, split, args.batch_size, labelled=True, description="evaluate")
+    metrics = [c.build(loaded.task) for c in choices if c]
+    values = compute_metrics(loaded.task, metrics, split, result.features, result.outputs, result.loss)
+    if result.is_main_process:
         console.metrics_table({args.data.name: values})
         if args.output:
             write_json(args.output, values)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.config import Choice, resolve_choice
 from engine.data import Split
-from engine.errors import ConfigError, EngineError, PluginError, RunDirError, did_you_mean
+from engine.errors import ConfigError, EngineError, PluginError, RunDirError
 from engine.model import EngineModel, load_backbone, load_head_weights, read_engine_file
 from engine.plugins import TASK_FILE, ModuleNotFound, PluginManager
 from engine.registry import KINDS
@@ -159,8 +160,7 @@ def read_input(loaded: LoadedModel, manager: PluginManager, file: Path, *, label
     base = dict(loaded.data.raw) if loaded.data else {}
     if fmt is not None:
         if registry.find("load_data", fmt) is None:
-            raise EngineError(f"--format: unknown data format {fmt!r}{did_you_mean(fmt, registry.names('load_data'))}; "
-                              f"expected one of: {', '.join(registry.names('load_data'))}")
+            raise EngineError(str(registry.unknown("load_data", fmt, "--format")))
     else:
         fmt = file.suffix.lstrip(".").lower()
         if registry.find("load_data", fmt) is None:
@@ -185,11 +185,33 @@ def read_input(loaded: LoadedModel, manager: PluginManager, file: Path, *, label
     return Split("input", split.rows, str(file), split.info)
 
 
+@dataclass
+class Inference:
+    """A model's outputs on one input split, with what produced them."""
+
+    split: Split
+    features: list[dict[str, Any]]
+    outputs: list[Any]
+    loss: float | None
+    is_main_process: bool
+
+
+def run_inference(loaded: LoadedModel, split: Split, batch_size: int, *, labelled: bool, description: str) -> Inference:
+    """Encode ``split`` as training did and run the model over it (on every process under a distributed launch)."""
+    from accelerate import Accelerator
+
+    from engine.trainer import index_features, infer
+
+    features = index_features(loaded.task.encode(split, loaded.tokenizer, loaded.meta["max_length"], labelled=labelled))
+    accelerator = Accelerator()
+    model = accelerator.prepare_model(loaded.model, evaluation_mode=True)
+    outputs, loss = infer(model, features, loaded.task, loaded.tokenizer, batch_size, accelerator, description)
+    return Inference(split, features, outputs, loss, accelerator.is_main_process)
+
+
 def write_jsonl(rows: list[dict[str, Any]], output: Path | None) -> None:
     lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     if output is None:
-        import sys
-
         sys.stdout.write(lines)
         return
     output.parent.mkdir(parents=True, exist_ok=True)
