@@ -175,11 +175,13 @@ def read_jsonl(path: Path, options: Any, what: str) -> list[dict[str, Any]]:
     return rows
 
 
-def load_files(options: Any, base_dir: Path, reader: Callable[[Path, str], list[dict[str, Any]]]) -> dict[str, Split]:
+def load_files(options: Any, base_dir: Path, reader: Callable[[Path, str], list[dict[str, Any]]],
+               info: dict[str, Any] | None = None) -> dict[str, Split]:
+    """Each split the options name, read from its file by ``reader(path, what)``; ``info`` goes with every split."""
     splits = {}
     for name, value in options.files().items():
         path = resolve_path(value, base_dir)
-        splits[name] = Split(name, reader(path, f"data.{name}"), str(path), column_info(options))
+        splits[name] = Split(name, reader(path, f"data.{name}"), str(path), dict(info or {}))
     return splits
 
 
@@ -193,17 +195,18 @@ def column_info(options: Any) -> dict[str, Any]:
 
 def load_tsv(options: TableOptions, base_dir: Path) -> dict[str, Split]:
     """Tab-separated values; quote characters are ordinary characters."""
-    return load_files(options, base_dir, lambda p, w: read_table(p, options, "\t", csv.QUOTE_NONE, w))
+    return load_files(options, base_dir, lambda p, w: read_table(p, options, "\t", csv.QUOTE_NONE, w), column_info(options))
 
 
 def load_csv(options: CsvOptions, base_dir: Path) -> dict[str, Split]:
     """Comma-separated values with standard quoting."""
-    return load_files(options, base_dir, lambda p, w: read_table(p, options, options.delimiter, csv.QUOTE_MINIMAL, w))
+    return load_files(options, base_dir, lambda p, w: read_table(p, options, options.delimiter, csv.QUOTE_MINIMAL, w),
+                      column_info(options))
 
 
 def load_jsonl(options: JsonlOptions, base_dir: Path) -> dict[str, Split]:
     """One JSON object per line."""
-    return load_files(options, base_dir, lambda p, w: read_jsonl(p, options, w))
+    return load_files(options, base_dir, lambda p, w: read_jsonl(p, options, w), column_info(options))
 
 
 def load_datasets(options: DatasetsOptions, base_dir: Path) -> dict[str, Split]:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine import LINE, DataError, Split
-from engine.data import resolve_path
-from engine_builtins.formats import read_text
+from engine_builtins.formats import load_files, read_text
 
 DOCSTART = "-DOCSTART-"
 _SPACES = re.compile(r"[ \t]+")
@@ -99,20 +98,11 @@ def read_plain(path: Path, options: Any, what: str) -> list[dict[str, Any]]:
             for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
 
 
-def _load(options: Any, base_dir: Path, reader: Callable[[Path, Any, str], list[dict[str, Any]]]) -> dict[str, Split]:
-    # Not formats.load_files: that one records the table columns the rows came from, and these files have none.
-    splits = {}
-    for name, value in options.files().items():
-        path = resolve_path(value, base_dir)
-        splits[name] = Split(name, reader(path, options, f"data.{name}"), str(path))
-    return splits
-
-
 def load_conll(options: Any, base_dir: Path) -> dict[str, Split]:
     """CoNLL: one token per line with its tag in a column; a blank line ends a sentence."""
-    return _load(options, base_dir, read_conll)
+    return load_files(options, base_dir, lambda path, what: read_conll(path, options, what))
 
 
 def load_plain(options: Any, base_dir: Path) -> dict[str, Split]:
     """Plain text, one sentence (or text) per line: input for `engine predict`."""
-    return _load(options, base_dir, read_plain)
+    return load_files(options, base_dir, lambda path, what: read_plain(path, options, what))
