@@ -14,11 +14,15 @@ class TrainerState:
     """Where training stands; saved with checkpoints so ``--resume`` continues from it."""
 
     run_dir: Path
-    epochs: int
-    steps_per_epoch: int
+    epochs: int  # epochs to run (with ``training.max_steps``: as many as those steps reach into)
+    steps_per_epoch: int  # optimizer steps in one epoch; each process takes every step
+    max_steps: int = 0  # optimizer steps the whole run takes, at most
     is_main_process: bool = True
     epoch: int = 0  # the epoch in progress (0-based), or the next one to run
+    epoch_batches: int = 0  # batches of the epoch in progress already trained on (each process's count)
     global_step: int = 0  # optimizer steps taken
+    samples: int = 0  # training samples seen, over all processes
+    train_seconds: float = 0.0  # time spent training, evaluations excluded
     monitor: str | None = None
     mode: str = "max"
     best_metric: float | None = None
@@ -68,10 +72,20 @@ class Callback:
 
 
 class CallbackList:
-    """Fires each event on every callback, in order; missing methods are skipped (duck-typed callbacks work)."""
+    """Fires each event on every callback, in order; missing methods are skipped (duck-typed callbacks work).
 
-    def __init__(self, callbacks: list[Any]) -> None:
+    Checkpointed states are keyed by the callbacks' names, so a resume with callbacks added or removed gives each
+    its own state back.
+    """
+
+    def __init__(self, callbacks: list[Any], names: list[str] | None = None) -> None:
         self.callbacks = callbacks
+        names = names or [type(c).__name__ for c in callbacks]
+        seen: dict[str, int] = {}
+        self.keys = []
+        for name in names:
+            seen[name] = seen.get(name, 0) + 1
+            self.keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
 
     def fire(self, event: str, *args: Any) -> None:
         for callback in self.callbacks:
@@ -79,10 +93,10 @@ class CallbackList:
             if method is not None:
                 method(*args)
 
-    def state_dict(self) -> list[dict[str, Any]]:
-        return [getattr(c, "state_dict", dict)() for c in self.callbacks]
+    def state_dict(self) -> dict[str, dict[str, Any]]:
+        return {key: getattr(c, "state_dict", dict)() for key, c in zip(self.keys, self.callbacks)}
 
-    def load_state_dict(self, states: list[dict[str, Any]]) -> None:
-        for callback, state in zip(self.callbacks, states):
-            if hasattr(callback, "load_state_dict"):
-                callback.load_state_dict(state)
+    def load_state_dict(self, states: dict[str, dict[str, Any]]) -> None:
+        for key, callback in zip(self.keys, self.callbacks):
+            if key in states and hasattr(callback, "load_state_dict"):
+                callback.load_state_dict(states[key])

@@ -39,6 +39,9 @@ class TrainingConfig(Section):
     """The loop."""
 
     epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many optimizer steps, whatever the epochs (the schedule spans them)."
+    )
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int | None = Field(None, ge=1, description="Default: twice batch_size.")
     gradient_accumulation_steps: int = Field(1, ge=1)
@@ -52,6 +55,15 @@ class TrainingConfig(Section):
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice.")
+    save_steps: int | None = Field(
+        None, ge=1, description="Also checkpoint every N optimizer steps (for --resume); every epoch end always is."
+    )
+    save_minutes: float | None = Field(None, gt=0, description="Also checkpoint when this many minutes have passed.")
+    save_total_limit: int = Field(1, ge=1, description="Checkpoints kept: the newest N.")
+    find_unused_parameters: bool = Field(
+        True, description="Several processes: let DDP skip parameters a step leaves unused (a pooler the head does "
+        "not read, layers frozen this epoch). Off saves a little time where every trainable parameter is always used."
+    )
 
 
 class TaskFile(Section):

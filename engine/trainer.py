@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import shutil
@@ -17,12 +16,13 @@ from torch.utils.data import DataLoader, Sampler
 
 from engine import console
 from engine.callbacks import CallbackList, TrainerState
+from engine.checkpoints import checkpoint_dir, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
 from engine.config import ResolvedTask
 from engine.data import Split
-from engine.errors import ConfigError, ConfigIssue, EngineError
+from engine.errors import ConfigError, ConfigIssue, EngineError, RunDirError
 from engine.model import EngineModel, default_max_length, load_pretrained, save_model
 from engine.plugins import PluginManager
-from engine.run import check_run_dir, manifest, prepare_run_dir, replace_dir, write_json
+from engine.run import RunLock, check_run_dir, manifest, prepare_run_dir, replace_dir, write_json
 
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "error")
 
@@ -33,36 +33,49 @@ LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "error")
 class LengthGroupedBatches(Sampler[list[int]]):
     """Shuffled batches of similar-length features: far less padding than random batches, still random order.
 
-    Features are shuffled, cut into chunks of ``batch_size * 50``, each chunk sorted by length and split into
-    batches, and the batches shuffled. Seeded by ``seed`` and the epoch, so runs reproduce.
+    Features are shuffled, cut into chunks of 50 batches, each chunk sorted by length and split into batches, and
+    the batches shuffled. Seeded by ``seed`` and the epoch, so runs reproduce.
+
+    With several processes the batches are global: ``batch_size`` features for each of ``num_processes``, and this
+    process (``rank``) takes every ``num_processes``-th feature of each (similar lengths, so no process waits on a
+    longer share). N processes with batch B therefore see the batches one process with batch N*B sees, in the same
+    order. ``set_epoch(epoch, skip)`` starts an epoch ``skip`` batches in, for an exact resume.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: bool = True) -> None:
-        self.lengths, self.batch_size, self.seed, self.group = lengths, batch_size, seed, group
-        self.epoch = 0
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: bool = True, *,
+                 num_processes: int = 1, rank: int = 0) -> None:
+        self.lengths, self.seed, self.group = lengths, seed, group
+        self.batch_size, self.num_processes, self.rank = batch_size, num_processes, rank
+        self.epoch, self.skip = 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
 
     def __len__(self) -> int:
-        return math.ceil(len(self.lengths) / self.batch_size)
+        return math.ceil(len(self.lengths) / (self.batch_size * self.num_processes))
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def global_batches(self) -> list[list[int]]:
+        size = self.batch_size * self.num_processes
         rng = random.Random(self.seed * 1_000_003 + self.epoch)
         order = list(range(len(self.lengths)))
         rng.shuffle(order)
         if not self.group:
-            yield from (order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size))
-            return
-        chunk = self.batch_size * 50
+            return [order[i : i + size] for i in range(0, len(order), size)]
+        chunk = size * 50
         batches = []
         for start in range(0, len(order), chunk):
             part = sorted(order[start : start + chunk], key=lambda i: self.lengths[i], reverse=True)
-            batches.extend(part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size))
-        # A short batch goes last: Accelerate's per-process sharding expects only the final batch to be short.
-        full = [b for b in batches if len(b) == self.batch_size]
+            batches.extend(part[i : i + size] for i in range(0, len(part), size))
+        full = [b for b in batches if len(b) == size]
         rng.shuffle(full)
-        yield from full + [b for b in batches if len(b) != self.batch_size]
+        return full + [b for b in batches if len(b) != size]  # the one short batch, if any, goes last
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.global_batches()
+        for batch in batches[self.skip :]:
+            if len(batch) < self.num_processes:  # every process needs a share: top up from the first batch
+                batch = batch + batches[0][: self.num_processes - len(batch)]
+            yield batch[self.rank :: self.num_processes]
 
 
 def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -175,26 +188,33 @@ class Run:
 
     def __init__(self, resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool, resume: bool) -> None:
         from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
 
         self.resolved, self.manager, self.overwrite, self.resume = resolved, manager, overwrite, resume
         self.training = resolved.training
+        # Under DDP, parameters that take no part in a step's loss (an encoder's pooler that the head does not
+        # read, layers frozen for this epoch) would stop the gradient reduction; letting DDP look for them costs
+        # a graph walk per step (measured in bench/ddp_unused_parameters.py) and makes every head and freezing
+        # schedule safe. Frozen parameters are left out of DDP altogether (see ``trainable_at_any_epoch``).
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=self.training.find_unused_parameters)
         self.accelerator = Accelerator(gradient_accumulation_steps=self.training.gradient_accumulation_steps,
-                                       mixed_precision=self.training.mixed_precision)
+                                       mixed_precision=self.training.mixed_precision, kwargs_handlers=[ddp])
         self.main = self.accelerator.is_main_process
         self.run_dir = resolved.output_dir
-        self.checkpoints = self.run_dir / "checkpoints"
         self.task = resolved.task_object
-        self.train_seconds, self.samples_trained = 0.0, 0  # optimisation only, evaluation excluded
+        self.lock = RunLock(self.run_dir)
 
     # --- setup -------------------------------------------------------------------------------------------------
 
     def setup(self) -> None:
+        from accelerate.data_loader import prepare_data_loader
         from accelerate.utils import set_seed
 
         resolved, training, accelerator = self.resolved, self.training, self.accelerator
         console.set_quiet(not self.main)
         if training.threads:
             torch.set_num_threads(training.threads)
+        self.take_lock()
         check_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume)
         set_seed(training.seed)
 
@@ -219,98 +239,174 @@ class Run:
         model = EngineModel(backbone, head, list(self.tokenizer.model_input_names))
         self.freezer = resolved.freeze.build()
         self.metrics = [choice.build(self.task) for choice in resolved.metrics]
-        self.callbacks = CallbackList([choice.build() for choice in resolved.callbacks])
+        self.callbacks = CallbackList([c.build() for c in resolved.callbacks], [c.name for c in resolved.callbacks])
         monitor, mode = monitor_and_mode(resolved, self.task, self.splits)
 
-        # Optimisation, then Accelerate places everything (one device, or one of many processes).
+        # Batches: global batches of batch_size per process, each process reading its share (see the sampler).
         self.sampler = LengthGroupedBatches([f["length"] for f in self.features["train"]], training.batch_size,
-                                            training.seed, training.group_by_length)
+                                            training.seed, training.group_by_length,
+                                            num_processes=accelerator.num_processes, rank=accelerator.process_index)
         loader = DataLoader(self.features["train"], batch_sampler=self.sampler,
                             collate_fn=partial(collate_with_index, task=self.task, tokenizer=self.tokenizer))
+        # The sampler already shards; Accelerate only places batches and tells `accumulate` where an epoch ends.
+        self.loader = prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0, put_on_device=True)
         steps_per_epoch = math.ceil(len(self.sampler) / training.gradient_accumulation_steps)
+        epochs = math.ceil(training.max_steps / steps_per_epoch) if training.max_steps else training.epochs
+        total_steps = training.max_steps or steps_per_epoch * epochs
+
+        # Optimisation. Freezing comes before DDP wraps the model: what never trains stays out of it.
+        trainable_at_any_epoch(self.freezer, model, epochs)
         optimizer = resolved.optimizer.build(model)
-        scheduler = resolved.scheduler.build(optimizer, steps_per_epoch * training.epochs)
-        self.model, self.optimizer, self.loader, self.scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+        # The scheduler is ours to step, once per optimizer step: Accelerate's wrapper would step it once per
+        # process, which suits loaders it shards itself, not ours.
+        self.scheduler = resolved.scheduler.build(optimizer, total_steps)
+        accelerator.register_for_checkpointing(self.scheduler)
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.unwrapped = accelerator.unwrap_model(self.model)
-        self.state = TrainerState(run_dir=self.run_dir, epochs=training.epochs, steps_per_epoch=steps_per_epoch,
-                                  is_main_process=self.main, monitor=monitor, mode=mode)
+        self.state = TrainerState(run_dir=self.run_dir, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                                  max_steps=total_steps, is_main_process=self.main, monitor=monitor, mode=mode)
 
         # Only now, with data and model loaded without error, does an earlier run make way.
         if self.main:
             prepare_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume)
+            clean_partial(self.run_dir)
         accelerator.wait_for_everyone()
         if self.resume:
             self.restore()
         elif self.main:
             write_json(self.run_dir / "task.json", resolved.to_dict())
         self.write_manifest("running")
+        self.last_save = time.monotonic()
+
+    def take_lock(self) -> None:
+        """The main process locks the run directory; every process stops if it could not."""
+        from accelerate.utils import broadcast_object_list
+
+        refusal: list[str | None] = [None]
+        if self.main:
+            try:
+                self.lock.acquire()
+            except EngineError as exc:
+                refusal[0] = str(exc)
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(refusal)
+        if refusal[0] is not None:
+            raise RunDirError(refusal[0])
 
     def restore(self) -> None:
-        self.accelerator.load_state(str(self.checkpoints / "last"))
-        saved = json.loads((self.checkpoints / "last" / "trainer_state.json").read_text())
-        for key in ("epoch", "global_step", "best_metric", "best_step", "best_epoch", "best_metrics"):
+        path = latest_checkpoint(self.run_dir)
+        assert path is not None  # check_run_dir made sure
+        saved = load_checkpoint(self.accelerator, path)
+        for key in RESUMED_FIELDS:
             setattr(self.state, key, saved["state"][key])
         self.callbacks.load_state_dict(saved["callbacks"])
-        console.info(f"Resuming {self.run_dir} at epoch {self.state.epoch + 1}")
+        where = f"epoch {self.state.epoch + 1}, step {self.state.global_step}"
+        if self.state.epoch_batches:
+            where += f" (batch {self.state.epoch_batches + 1} of the epoch)"
+        console.info(f"Resuming {self.run_dir} at {where} from {path.name}")
 
     # --- training ----------------------------------------------------------------------------------------------
 
     def train(self) -> None:
+        state, callbacks = self.state, self.callbacks
+        callbacks.fire("on_train_begin", state)
+        self.model.train()
+        with console.progress() as bar:
+            per_epoch = len(self.features["train"])
+            total = min(per_epoch * state.epochs, state.max_steps * self.samples_per_step())
+            done = min(per_epoch * state.epoch + self.samples_per_step() * state.epoch_batches
+                       // self.training.gradient_accumulation_steps, total)
+            job = bar.add_task("train", total=total, completed=done, unit="samples", postfix="")
+            while state.epoch < state.epochs and not self.finished():
+                bar.update(job, description=f"epoch {state.epoch + 1}/{state.epochs}")
+                self.train_epoch(bar, job)
+        callbacks.fire("on_train_end", state)
+
+    def train_epoch(self, bar: Any, job: Any) -> None:
+        """One epoch, or the rest of one after a resume; it ends with an evaluation and a checkpoint."""
         training, accelerator, state, callbacks = self.training, self.accelerator, self.state, self.callbacks
         model, optimizer, scheduler = self.model, self.optimizer, self.scheduler
-        callbacks.fire("on_train_begin", state)
-        model.train()
-        with console.progress() as bar:
-            total = len(self.features["train"]) * (training.epochs - state.epoch)
-            job = bar.add_task("train", total=total, unit="samples", postfix="")
-            for epoch in range(state.epoch, training.epochs):
-                state.epoch = epoch
-                bar.update(job, description=f"epoch {epoch + 1}/{training.epochs}")
-                self.sampler.set_epoch(epoch)
-                self.freezer.apply(self.unwrapped, epoch)
-                callbacks.fire("on_epoch_begin", state)
-                losses: list[float] = []
+        self.sampler.set_epoch(state.epoch, skip=state.epoch_batches)
+        self.freezer.apply(self.unwrapped, state.epoch)
+        if state.epoch_batches == 0:
+            callbacks.fire("on_epoch_begin", state)
+        losses: list[float] = []
+        tick = time.perf_counter()
+        evaluated = False
+        for batch in self.loader:
+            batch.pop("feature_index")
+            with accelerator.accumulate(model):
+                out = model(**batch)
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and training.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), training.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            state.epoch_batches += 1
+            losses.append(out.loss.detach().float().item())
+            samples = len(batch["input_ids"]) * accelerator.num_processes
+            state.samples += samples
+            bar.advance(job, samples)
+            if not accelerator.sync_gradients:
+                continue
+            if not accelerator.optimizer_step_was_skipped:
+                scheduler.step()
+            state.global_step += 1
+            evaluated = False
+            recent = losses[-50:]
+            bar.update(job, postfix=f"loss {sum(recent) / len(recent):.4f}")
+            callbacks.fire("on_step_end", state, {"loss": losses[-1], "lr": scheduler.get_last_lr()[0]})
+            if self.evaluates_now():
+                state.train_seconds += time.perf_counter() - tick
+                self.evaluate_and_select()
+                evaluated = True
                 tick = time.perf_counter()
-                for batch in self.loader:
-                    batch.pop("feature_index")
-                    with accelerator.accumulate(model):
-                        out = model(**batch)
-                        accelerator.backward(out.loss)
-                        if accelerator.sync_gradients and training.max_grad_norm:
-                            accelerator.clip_grad_norm_(model.parameters(), training.max_grad_norm)
-                        optimizer.step()
-                        scheduler.step()
-                        optimizer.zero_grad(set_to_none=True)
-                    losses.append(out.loss.detach().float().item())
-                    samples = len(batch["input_ids"]) * accelerator.num_processes
-                    self.samples_trained += samples
-                    bar.advance(job, samples)
-                    if not accelerator.sync_gradients:
-                        continue
-                    state.global_step += 1
-                    recent = losses[-50:]
-                    bar.update(job, postfix=f"loss {sum(recent) / len(recent):.4f}")
-                    callbacks.fire("on_step_end", state, {"loss": losses[-1], "lr": scheduler.get_last_lr()[0]})
-                    if self.evaluates_now():
-                        self.train_seconds += time.perf_counter() - tick
-                        self.evaluate_and_select()
-                        tick = time.perf_counter()
-                    if state.should_stop:
-                        break
-                self.train_seconds += time.perf_counter() - tick
-                if not self.evaluates_now():  # an epoch ends with an evaluation, unless a step's just ran
-                    self.evaluate_and_select()
-                callbacks.fire("on_epoch_end", state)
-                state.epoch = epoch + 1
-                save_checkpoint(accelerator, self.checkpoints / "last", state, callbacks)
-                if state.should_stop:
-                    console.info(f"Stopping early after epoch {epoch + 1}")
-                    break
-        callbacks.fire("on_train_end", state)
+            if self.finished():
+                break
+            if state.epoch_batches < len(self.sampler) and self.checkpoint_due():
+                state.train_seconds += time.perf_counter() - tick
+                self.save_checkpoint()
+                tick = time.perf_counter()
+        state.train_seconds += time.perf_counter() - tick
+        if not evaluated:  # an epoch ends with an evaluation, unless a step's just ran
+            self.evaluate_and_select()
+        callbacks.fire("on_epoch_end", state)
+        if state.epoch_batches >= len(self.sampler):
+            state.epoch, state.epoch_batches = state.epoch + 1, 0
+        self.save_checkpoint()
+        if state.should_stop:
+            where = f"in epoch {state.epoch + 1}, at step" if state.epoch_batches else f"after epoch {state.epoch}, step"
+            console.info(f"Stopping early {where} {state.global_step}")
+
+    def finished(self) -> bool:
+        return self.state.should_stop or self.state.global_step >= self.state.max_steps
+
+    def samples_per_step(self) -> int:
+        training = self.training
+        return training.batch_size * self.accelerator.num_processes * training.gradient_accumulation_steps
 
     def evaluates_now(self) -> bool:
         steps = self.training.eval_steps
         return bool(steps) and self.state.global_step % steps == 0
+
+    def checkpoint_due(self) -> bool:
+        """Every ``save_steps`` steps, or ``save_minutes`` after the last save (the main process's clock decides)."""
+        from accelerate.utils import broadcast_object_list
+
+        training = self.training
+        if training.save_steps and self.state.global_step % training.save_steps == 0:
+            return True
+        if not training.save_minutes:
+            return False
+        due = [time.monotonic() - self.last_save >= training.save_minutes * 60]
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(due)
+        return bool(due[0])
+
+    def save_checkpoint(self) -> None:
+        state = {"state": self.state.to_json(), "callbacks": self.callbacks.state_dict()}
+        save_checkpoint(self.accelerator, self.run_dir, self.state.global_step, state, self.training.save_total_limit)
+        self.last_save = time.monotonic()
 
     def evaluate(self, split: str) -> dict[str, float]:
         batch_size = self.training.eval_batch_size or self.training.batch_size * 2
@@ -331,7 +427,7 @@ class Run:
             state.best_metric, state.best_step, state.best_epoch = values[monitor], state.global_step, state.epoch + 1
             state.best_metrics = values
             if self.main:
-                save_weights(self.unwrapped, self.checkpoints / "best.safetensors")
+                save_weights(self.unwrapped, checkpoint_dir(self.run_dir) / "best.safetensors")
         self.callbacks.fire("on_evaluate", state, values)
         summary = ", ".join(f"{k.split('.', 1)[1]} {v:.4f}" for k, v in values.items())
         console.info(f"epoch {state.epoch + 1} step {state.global_step}: validation {summary}")
@@ -342,8 +438,9 @@ class Run:
         """The best model (by the monitor) is the one scored on test and saved."""
         resolved, state, accelerator = self.resolved, self.state, self.accelerator
         accelerator.wait_for_everyone()
-        if state.monitor is not None and (self.checkpoints / "best.safetensors").exists():
-            load_weights(self.unwrapped, self.checkpoints / "best.safetensors")
+        best = checkpoint_dir(self.run_dir) / "best.safetensors"
+        if state.monitor is not None and best.exists():
+            load_weights(self.unwrapped, best)
         results: dict[str, dict[str, float]] = {}
         if "validation" in self.splits:
             results["validation"] = ({k.split(".", 1)[1]: v for k, v in state.best_metrics.items()}
@@ -365,12 +462,12 @@ class Run:
             )
             replace_dir(tmp, self.run_dir / "model")
             write_json(self.run_dir / "metrics.json", results)
-        seconds = self.train_seconds
+        seconds = state.train_seconds
         self.write_manifest("completed", {
             "best": {"monitor": state.monitor, "value": state.best_metric, "epoch": state.best_epoch, "step": state.best_step},
-            "steps": state.global_step, "transformers_loadable": hf_loadable,
-            "training_time": {"seconds": round(seconds, 3), "samples": self.samples_trained,
-                              "samples_per_second": round(self.samples_trained / seconds, 2) if seconds else None},
+            "steps": state.global_step, "processes": accelerator.num_processes, "transformers_loadable": hf_loadable,
+            "training_time": {"seconds": round(seconds, 3), "samples": state.samples,
+                              "samples_per_second": round(state.samples / seconds, 2) if seconds else None},
         })
         accelerator.wait_for_everyone()
         accelerator.end_training()
@@ -387,9 +484,31 @@ class Run:
 def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = False, resume: bool = False) -> RunResult:
     """Train as the task says, evaluate, and save the run directory."""
     recipe = Run(resolved, manager, overwrite=overwrite, resume=resume)
-    recipe.setup()
-    recipe.train()
-    return recipe.save()
+    try:
+        recipe.setup()
+        recipe.train()
+        return recipe.save()
+    finally:
+        recipe.lock.release()
+
+
+# What a checkpoint brings back into the state (the rest comes from the task file).
+RESUMED_FIELDS = ("epoch", "epoch_batches", "global_step", "best_metric", "best_step", "best_epoch", "best_metrics",
+                  "should_stop", "samples", "train_seconds")
+
+
+def trainable_at_any_epoch(freezer: Any, model: torch.nn.Module, epochs: int) -> None:
+    """Leave trainable only the parameters that some epoch's freezing trains: the rest never enter DDP or decay.
+
+    A schedule that unfreezes later (``gradual``) keeps its later layers in, frozen until their epoch; DDP then
+    finds them unused in the steps before (``find_unused_parameters``), and syncs them once they train.
+    """
+    trainable: set[str] = set()
+    for epoch in range(epochs):
+        freezer.apply(model, epoch)
+        trainable |= {name for name, p in model.named_parameters() if p.requires_grad}
+    for name, param in model.named_parameters():
+        param.requires_grad = name in trainable
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -405,13 +524,3 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import load_file
 
     model.load_state_dict(load_file(str(path)))
-
-
-def save_checkpoint(accelerator: Any, path: Path, state: TrainerState, callbacks: CallbackList) -> None:
-    """Accelerate state (model, optimizer, scheduler, RNGs) and ours, swapped in whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    accelerator.save_state(str(tmp))
-    if accelerator.is_main_process:
-        write_json(tmp / "trainer_state.json", {"state": state.to_json(), "callbacks": callbacks.state_dict()})
-        replace_dir(tmp, path)
-    accelerator.wait_for_everyone()

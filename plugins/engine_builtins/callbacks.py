@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,11 +59,17 @@ class HistoryOptions(BaseModel):
 
 
 class History(Callback):
-    """Append training losses and evaluations to RUN_DIR/history.jsonl, one JSON object a line."""
+    """Append training losses and evaluations to RUN_DIR/history.jsonl, one JSON object a line.
+
+    Stateful: a checkpoint records how much of the file it covers, and a resumed run cuts what a killed run wrote
+    after it, so every step appears once.
+    """
 
     def __init__(self, options: HistoryOptions) -> None:
         self.every = options.every
         self.start = time.perf_counter()
+        self.path: Path | None = None
+        self.resume_at: int | None = None
 
     def _write(self, state: TrainerState, record: dict[str, Any]) -> None:
         if not state.is_main_process:
@@ -71,12 +78,24 @@ class History(Callback):
         with (state.run_dir / "history.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
+    def on_train_begin(self, state: TrainerState) -> None:
+        self.path = state.run_dir / "history.jsonl"
+        if self.resume_at is not None and state.is_main_process and self.path.exists():
+            with self.path.open("r+b") as f:
+                f.truncate(self.resume_at)
+
     def on_step_end(self, state: TrainerState, logs: dict[str, float]) -> None:
         if state.global_step % self.every == 0:
             self._write(state, {"event": "train", **logs})
 
     def on_evaluate(self, state: TrainerState, metrics: dict[str, float]) -> None:
         self._write(state, {"event": "evaluate", **metrics})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bytes": self.path.stat().st_size if self.path is not None and self.path.exists() else 0}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.resume_at = int(state.get("bytes", 0))
 
 
 @hookimpl

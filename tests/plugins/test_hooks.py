@@ -137,7 +137,8 @@ def test_the_engine_calls_each_component_as_its_hook_promises(every_hook_run):
     _, result, seen = every_hook_run
     assert seen["load_data"] == [("train", 24), ("validation", 9)]
     assert seen["augment"] == [24]  # the training rows only, once
-    assert seen["freeze"] == [(0, False), (1, True)]  # at every epoch's start
+    # once for every epoch before training (which parameters ever train), then at every epoch's start
+    assert seen["freeze"] == [(0, False), (1, True), (0, False), (1, True)]
     assert seen["optimizer"] == ["EngineModel"]
     steps_per_epoch = 6  # 48 rows after augmentation, batches of 8
     assert seen["scheduler"] == [2 * steps_per_epoch]
