@@ -30,3 +30,7 @@ class HeadOutput:
     logits: torch.Tensor
     loss: torch.Tensor | None = None
     predictions: torch.Tensor | None = None
+    #: How many items ``loss`` is the mean of, when that is not the batch's sequences (a token-level loss: its
+    #: tokens). Evaluation pools losses by it, and several processes weight their gradients by it, so both equal
+    #: what one process computes over the whole data.
+    loss_weight: torch.Tensor | None = None

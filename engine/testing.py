@@ -30,8 +30,13 @@ service product story plot acting quality price time day night very really so to
 john paul mary london paris berlin google apple microsoft new york city company people year years one two three""".split()
 
 
-def build_tiny_model(directory: Path, *, hidden_size: int = 32, layers: int = 2, seed: int = 0) -> Path:
-    """Save a randomly initialised BERT (2 layers, hidden 32) and its WordPiece tokenizer to ``directory``."""
+def build_tiny_model(directory: Path, *, hidden_size: int = 32, layers: int = 2, seed: int = 0,
+                     dropout: float = 0.1) -> Path:
+    """Save a randomly initialised BERT (2 layers, hidden 32) and its WordPiece tokenizer to ``directory``.
+
+    ``dropout=0`` makes training deterministic given the batches, for comparing runs that draw random numbers
+    differently (one process against several).
+    """
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
     from transformers.utils import logging as hf_logging
@@ -47,6 +52,7 @@ def build_tiny_model(directory: Path, *, hidden_size: int = 32, layers: int = 2,
     config = BertConfig(
         vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=2,
         intermediate_size=hidden_size * 2, max_position_embeddings=128, type_vocab_size=2,
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
     )
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(directory)

@@ -20,6 +20,7 @@ from engine.checkpoints import checkpoint_dir, clean_partial, latest_checkpoint,
 from engine.config import ResolvedTask
 from engine.data import Split
 from engine.errors import ConfigError, ConfigIssue, EngineError, RunDirError
+from engine.head import HeadOutput
 from engine.model import EngineModel, default_max_length, load_pretrained, save_model
 from engine.plugins import PluginManager
 from engine.run import RunLock, check_run_dir, manifest, prepare_run_dir, replace_dir, write_json
@@ -101,32 +102,37 @@ def index_features(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def infer(model: torch.nn.Module, features: list[dict[str, Any]], task: Any, tokenizer: Any, batch_size: int,
           accelerator: Any, description: str) -> tuple[list[Any], float | None]:
-    """Outputs for every feature, in feature order, gathered from all processes; and the mean loss if labelled."""
-    loader = DataLoader(
-        features, batch_sampler=sorted_batches([f["length"] for f in features], batch_size),
-        collate_fn=partial(collate_with_index, task=task, tokenizer=tokenizer),
-    )
-    loader = accelerator.prepare_data_loader(loader)
+    """Outputs for every feature, in feature order, gathered from all processes; and the mean loss if labelled.
+
+    Exact under any number of processes: global batches (longest first) are split between the processes as in
+    training, with no feature repeated to even them out; a process whose share of the last batch is empty still
+    takes part in the gather. The loss is pooled over what each batch's loss averages (``HeadOutput.loss_weight``).
+    """
+    from accelerate.utils import gather_object
+
+    n, rank = accelerator.num_processes, accelerator.process_index
+    batches = sorted_batches([f["length"] for f in features], batch_size * n)
     outputs: list[Any] = [None] * len(features)
-    loss_sum, loss_count, done = 0.0, 0, 0
+    loss_sum, loss_count, done = 0.0, 0.0, 0
     model.eval()
-    with torch.no_grad(), console.progress(transient=True) as bar:
+    with torch.inference_mode(), console.progress(transient=True) as bar:
         job = bar.add_task(description, total=len(features), unit="rows", postfix="")
-        for batch in loader:
-            indices = batch.pop("feature_index").tolist()
-            out = model(**batch)
-            values = task.outputs(batch, out)
-            # Batches differ in size across processes, so gather (index, output) pairs as objects; keyed by
-            # index, the rows a process repeats to even out the batches land on themselves: none dropped, none twice.
-            for i, value in accelerator.gather_for_metrics(list(zip(indices, values)), use_gather_object=True):
-                if outputs[i] is None:
-                    done += 1
+        for indices in (b[rank::n] for b in batches):
+            pairs: list[tuple[int, Any]] = []
+            if indices:
+                batch = collate_with_index([features[i] for i in indices], task, tokenizer)
+                batch.pop("feature_index")
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                out = model(**batch)
+                pairs = list(zip(indices, task.outputs(batch, out)))
+                if out.loss is not None:
+                    weight = float(out.loss_weight) if out.loss_weight is not None else len(indices)
+                    loss_sum += float(out.loss) * weight
+                    loss_count += weight
+            for i, value in (gather_object(pairs) if n > 1 else pairs):
                 outputs[i] = value
-            if out.loss is not None:
-                loss_sum += float(out.loss) * len(indices)
-                loss_count += len(indices)
+                done += 1
             bar.update(job, completed=done)
-    # Each process averaged its own batches; pool them (the few rows padded in to even out batches count twice).
     totals = accelerator.reduce(torch.tensor([loss_sum, loss_count], dtype=torch.float64), reduction="sum").tolist()
     return outputs, (totals[0] / totals[1] if totals[1] else None)
 
@@ -337,7 +343,7 @@ class Run:
             batch.pop("feature_index")
             with accelerator.accumulate(model):
                 out = model(**batch)
-                accelerator.backward(out.loss)
+                accelerator.backward(self.shared_loss(out))
                 if accelerator.sync_gradients and training.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), training.max_grad_norm)
                 optimizer.step()
@@ -377,6 +383,16 @@ class Run:
         if state.should_stop:
             where = f"in epoch {state.epoch + 1}, at step" if state.epoch_batches else f"after epoch {state.epoch}, step"
             console.info(f"Stopping early {where} {state.global_step}")
+
+    def shared_loss(self, out: HeadOutput) -> torch.Tensor:
+        """The loss to differentiate: under DDP, which averages the processes' gradients with equal weights, a loss
+        that averages over a count of its own (tokens) is rescaled so the result is the mean over all processes'."""
+        n = self.accelerator.num_processes
+        if n == 1 or out.loss_weight is None:
+            return out.loss
+        weight = out.loss_weight.detach().to(torch.float64)
+        total = self.accelerator.reduce(weight, reduction="sum")
+        return out.loss * (weight * n / total.clamp(min=1)).to(out.loss.dtype)
 
     def finished(self) -> bool:
         return self.state.should_stop or self.state.global_step >= self.state.max_steps

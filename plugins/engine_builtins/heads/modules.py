@@ -9,6 +9,8 @@ from torch import nn
 
 from engine.head import HeadOutput, HeadSpec
 
+IGNORE = -100  # the label of positions without one, as in transformers' token classification
+
 
 def pool(output: Any, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
     """One vector per sequence from the encoder's output."""
@@ -36,7 +38,9 @@ class SequenceOrTokenHead(nn.Module):
         logits = self.project(features)
         labels = batch.get("labels")
         loss = self.spec.loss(logits, labels) if labels is not None and self.spec.loss is not None else None
-        return HeadOutput(logits=logits, loss=loss)
+        # A token-level loss is a mean over the tokens that carry a label (transformers' -100 marks the others).
+        weight = (labels != IGNORE).sum() if loss is not None and self.spec.level == "token" else None
+        return HeadOutput(logits=logits, loss=loss, loss_weight=weight)
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -15,9 +15,9 @@ from torch.nn import functional as F
 
 from engine import EngineError
 from engine.head import HeadOutput, HeadSpec
+from engine_builtins.heads.modules import IGNORE
 from engine_builtins.tagging.crf import CRF, PAD_TAG
 
-IGNORE = -100  # the label of positions without a tag, as in transformers' token classification
 
 
 def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -83,7 +83,8 @@ class CrfHead(nn.Module):
             # shape: (batch, n) -> (batch, seq), PAD_TAG where no tag is decoded
             paths = self.crf.decode(emissions, packed_mask)
             predictions = torch.full(mask.shape, PAD_TAG, dtype=torch.long, device=mask.device).scatter(1, index, paths)
-        return HeadOutput(logits=logits, loss=loss, predictions=predictions)
+        weight = packed_mask.sum() if loss is not None else None
+        return HeadOutput(logits=logits, loss=loss, predictions=predictions, loss_weight=weight)
 
     def no_weight_decay(self) -> set[str]:
         """Transition scores are log-potentials, not weights to shrink towards zero."""

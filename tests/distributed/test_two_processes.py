@@ -2,14 +2,10 @@
 training batches split between processes, no sample dropped or counted twice in evaluation, files written once."""
 
 import json
-import os
 import random
-import socket
-import subprocess
-import sys
 
 
-def test_two_processes(write_task, tiny_model_dir):
+def test_two_processes(write_task, tiny_model_dir, torchrun):
     rng = random.Random(0)
     rows = "".join(f"the film was {rng.choice(['good', 'great'] if i % 2 else ['bad', 'awful'])}\t{'pos' if i % 2 else 'neg'}\n"
                    for i in range(53))
@@ -19,13 +15,7 @@ def test_two_processes(write_task, tiny_model_dir):
          "output_dir": "run"},
         {"train.tsv": "text\tlabel\n" + rows, "dev.tsv": "text\tlabel\n" + "".join(rows.splitlines(keepends=True)[:13])},
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ENGINE_PLUGINS": "", "ACCELERATE_USE_CPU": "1"}
-    with socket.socket() as free:  # a port of its own: other runs on the machine may hold torchrun's default
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-              "-m", "engine", "run", str(path)]
-    result = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
+    result = torchrun("-m", "engine", "run", path)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = path.parent / "run"
     accuracy = json.loads((run_dir / "metrics.json").read_text())["validation"]["accuracy"]
