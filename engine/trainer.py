@@ -40,7 +40,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
     With several processes the batches are global: ``batch_size`` features for each of ``num_processes``, and this
     process (``rank``) takes every ``num_processes``-th feature of each (similar lengths, so no process waits on a
     longer share). N processes with batch B therefore see the batches one process with batch N*B sees, in the same
-    order. ``set_epoch(epoch, skip)`` starts an epoch ``skip`` batches in, for an exact resume.
+    order. ``start_epoch(epoch, skip)`` starts an epoch ``skip`` batches in, for an exact resume.
     """
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group: bool = True, *,
@@ -49,7 +49,8 @@ class LengthGroupedBatches(Sampler[list[int]]):
         self.batch_size, self.num_processes, self.rank = batch_size, num_processes, rank
         self.epoch, self.skip = 0, 0
 
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+    def start_epoch(self, epoch: int, skip: int = 0) -> None:
+        # Not `set_epoch`: Accelerate calls that on samplers with its own count of iterations, wrong after a resume.
         self.epoch, self.skip = epoch, skip
 
     def __len__(self) -> int:
@@ -252,7 +253,9 @@ class Run:
         self.sampler = LengthGroupedBatches([f["length"] for f in self.features["train"]], training.batch_size,
                                             training.seed, training.group_by_length,
                                             num_processes=accelerator.num_processes, rank=accelerator.process_index)
-        loader = DataLoader(self.features["train"], batch_sampler=self.sampler,
+        # A generator of its own: each new iterator over a DataLoader draws a seed from the global RNG otherwise,
+        # and a resumed run, which starts its iterator at another moment, would then draw other dropout masks.
+        loader = DataLoader(self.features["train"], batch_sampler=self.sampler, generator=torch.Generator(),
                             collate_fn=partial(collate_with_index, task=self.task, tokenizer=self.tokenizer))
         # The sampler already shards; Accelerate only places batches and tells `accumulate` where an epoch ends.
         self.loader = prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0, put_on_device=True)
@@ -332,7 +335,7 @@ class Run:
         """One epoch, or the rest of one after a resume; it ends with an evaluation and a checkpoint."""
         training, accelerator, state, callbacks = self.training, self.accelerator, self.state, self.callbacks
         model, optimizer, scheduler = self.model, self.optimizer, self.scheduler
-        self.sampler.set_epoch(state.epoch, skip=state.epoch_batches)
+        self.sampler.start_epoch(state.epoch, skip=state.epoch_batches)
         self.freezer.apply(self.unwrapped, state.epoch)
         if state.epoch_batches == 0:
             callbacks.fire("on_epoch_begin", state)
