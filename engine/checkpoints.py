@@ -63,14 +63,16 @@ def save_checkpoint(accelerator: Any, run_dir: Path, step: int, trainer_state: d
     return final
 
 
-def load_checkpoint(accelerator: Any, path: Path) -> dict[str, Any]:
-    """Restore Accelerate's state from ``path`` and return the trainer state saved with it."""
+def read_trainer_state(path: Path) -> dict[str, Any]:
     try:
-        saved = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise RunDirError(f"--resume: {path / STATE_FILE} cannot be read ({exc}); delete {path} to resume from an older checkpoint") from None
+
+
+def load_checkpoint(accelerator: Any, path: Path) -> None:
+    """Restore Accelerate's state (model, optimizer, scheduler, RNGs) from ``path``."""
     accelerator.load_state(str(path))
-    return saved
 
 
 def clean_partial(run_dir: Path) -> None:

@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from engine import console
 from engine.callbacks import CallbackList, TrainerState
-from engine.checkpoints import checkpoint_dir, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
+from engine.checkpoints import (checkpoint_dir, clean_partial, latest_checkpoint, load_checkpoint, read_trainer_state,
+                                save_checkpoint)
 from engine.config import ResolvedTask
 from engine.data import Split
 from engine.errors import ConfigError, ConfigIssue, EngineError, RunDirError
@@ -305,7 +306,14 @@ class Run:
     def restore(self) -> None:
         path = latest_checkpoint(self.run_dir)
         assert path is not None  # check_run_dir made sure
-        saved = load_checkpoint(self.accelerator, path)
+        saved = read_trainer_state(path)
+        # The sampler's global batches depend on both: another count would resume at another place in the data.
+        was = (saved.get("processes", 1), saved.get("batch_size", self.training.batch_size))
+        now = (self.accelerator.num_processes, self.training.batch_size)
+        if was != now:
+            raise RunDirError(f"--resume: {path} was written by {was[0]} process(es) with training.batch_size {was[1]}; "
+                              f"this run has {now[0]} with {now[1]}. Resume with the same, or start a new run.")
+        load_checkpoint(self.accelerator, path)
         for key in RESUMED_FIELDS:
             setattr(self.state, key, saved["state"][key])
         self.callbacks.load_state_dict(saved["callbacks"])
@@ -423,7 +431,8 @@ class Run:
         return bool(due[0])
 
     def save_checkpoint(self) -> None:
-        state = {"state": self.state.to_json(), "callbacks": self.callbacks.state_dict()}
+        state = {"state": self.state.to_json(), "callbacks": self.callbacks.state_dict(),
+                 "processes": self.accelerator.num_processes, "batch_size": self.training.batch_size}
         save_checkpoint(self.accelerator, self.run_dir, self.state.global_step, state, self.training.save_total_limit)
         self.last_save = time.monotonic()
 

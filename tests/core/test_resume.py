@@ -198,3 +198,11 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(task, run_engine):
     (run_dir / ".lock").write_text(json.dumps({"pid": 999999, "host": "elsewhere", "started": "yesterday"}))
     result = run_engine("run", path)  # no process holds the lock: the kernel let go when its holder died
     assert result.exit_code == 0, result.stderr
+
+
+def test_resuming_with_another_batch_size_is_refused(task, run_engine):
+    path = task(epochs=1)
+    assert run_engine("run", path).exit_code == 0
+    result = run_engine("run", path, "--resume", "--set", "training.batch_size=4")
+    assert result.exit_code != 0
+    assert "written by 1 process(es) with training.batch_size 8; this run has 1 with 4" in result.stderr
