@@ -75,6 +75,8 @@ def main() -> None:
     crash = "finished reduction" in err or "were not used in producing loss" in err
 
     off, on = statistics.median(speeds[False]), statistics.median(speeds[True])
+    expected = "fails with DDP's \"parameters that were not used in producing loss\" error, as expected"
+    outcome = expected if crash and code else f"exit code {code} (expected a failure)"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(f"""# DDP unused-parameter detection: cost
@@ -91,7 +93,7 @@ Training-loop samples/s (evaluation excluded), medians of {args.rounds} alternat
 
 Ratio on/off: **{on / off:.3f}x**.
 
-The `mlp` head (the pooler unused) with detection off: {'fails with DDP\'s "parameters that were not used in producing loss" error, as expected' if crash and code else f'exit code {code}'}.
+The `mlp` head (the pooler unused) with detection off: {outcome}.
 """)
     print(RESULTS.read_text())
 
