@@ -200,9 +200,9 @@ def run_inference(loaded: LoadedModel, split: Split, batch_size: int, *, labelle
     """Encode ``split`` as training did and run the model over it (on every process under a distributed launch)."""
     from accelerate import Accelerator
 
-    from engine.trainer import index_features, infer
+    from engine.trainer import infer
 
-    features = index_features(loaded.task.encode(split, loaded.tokenizer, loaded.meta["max_length"], labelled=labelled))
+    features = loaded.task.encode(split, loaded.tokenizer, loaded.meta["max_length"], labelled=labelled)
     accelerator = Accelerator()
     model = accelerator.prepare_model(loaded.model, evaluation_mode=True)
     outputs, loss = infer(model, features, loaded.task, loaded.tokenizer, batch_size, accelerator, description)

@@ -72,7 +72,10 @@ def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
         for entry in path.iterdir():
             if entry.name == LOCK_FILE:  # ours: the run that holds it is this one
                 continue
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
 
 

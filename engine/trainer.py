@@ -6,6 +6,7 @@ import math
 import random
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -16,8 +17,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from engine import console
 from engine.callbacks import CallbackList, TrainerState
-from engine.checkpoints import (checkpoint_dir, clean_partial, latest_checkpoint, load_checkpoint, read_trainer_state,
-                                save_checkpoint)
+from engine.checkpoints import checkpoint_dir, clean_partial, latest_checkpoint, read_trainer_state, save_checkpoint
 from engine.config import ResolvedTask
 from engine.data import Split
 from engine.errors import ConfigError, ConfigIssue, EngineError, RunDirError
@@ -87,16 +87,9 @@ def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def collate_with_index(features: list[dict[str, Any]], task: Any, tokenizer: Any) -> dict[str, torch.Tensor]:
-    batch = task.collate(features, tokenizer)
-    batch["feature_index"] = torch.tensor([f["_index"] for f in features], dtype=torch.long)
-    return batch
-
-
-def index_features(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for i, feature in enumerate(features):
-        feature["_index"] = i
-    return features
+def collate(task: Any, tokenizer: Any, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """The training loader's collate_fn: the task pads its features (arguments as the Task protocol has them)."""
+    return task.collate(features, tokenizer)
 
 
 # --- inference, shared by evaluation, `engine evaluate` and `engine predict` ------------------------------------
@@ -122,8 +115,7 @@ def infer(model: torch.nn.Module, features: list[dict[str, Any]], task: Any, tok
         for indices in (b[rank::n] for b in batches):
             pairs: list[tuple[int, Any]] = []
             if indices:
-                batch = collate_with_index([features[i] for i in indices], task, tokenizer)
-                batch.pop("feature_index")
+                batch = task.collate([features[i] for i in indices], tokenizer)
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 out = model(**batch)
                 pairs = list(zip(indices, task.outputs(batch, out)))
@@ -172,7 +164,7 @@ def load_splits(resolved: ResolvedTask) -> dict[str, Split]:
 
 
 def encode_all(task: Any, splits: dict[str, Split], tokenizer: Any, max_length: int) -> dict[str, list[dict[str, Any]]]:
-    return {name: index_features(task.encode(split, tokenizer, max_length)) for name, split in splits.items()}
+    return {name: task.encode(split, tokenizer, max_length) for name, split in splits.items()}
 
 
 def monitor_and_mode(resolved: ResolvedTask, task: Any, splits: dict[str, Split]) -> tuple[str | None, str]:
@@ -257,7 +249,7 @@ class Run:
         # A generator of its own: each new iterator over a DataLoader draws a seed from the global RNG otherwise,
         # and a resumed run, which starts its iterator at another moment, would then draw other dropout masks.
         loader = DataLoader(self.features["train"], batch_sampler=self.sampler, generator=torch.Generator(),
-                            collate_fn=partial(collate_with_index, task=self.task, tokenizer=self.tokenizer))
+                            collate_fn=partial(collate, self.task, self.tokenizer))
         # The sampler already shards; Accelerate only places batches and tells `accumulate` where an epoch ends.
         self.loader = prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0, put_on_device=True)
         steps_per_epoch = math.ceil(len(self.sampler) / training.gradient_accumulation_steps)
@@ -313,7 +305,7 @@ class Run:
         if was != now:
             raise RunDirError(f"--resume: {path} was written by {was[0]} process(es) with training.batch_size {was[1]}; "
                               f"this run has {now[0]} with {now[1]}. Resume with the same, or start a new run.")
-        load_checkpoint(self.accelerator, path)
+        self.accelerator.load_state(str(path))  # model, optimizer, scheduler, RNGs, accumulation counter
         for key in RESUMED_FIELDS:
             setattr(self.state, key, saved["state"][key])
         self.callbacks.load_state_dict(saved["callbacks"])
@@ -329,10 +321,9 @@ class Run:
         callbacks.fire("on_train_begin", state)
         self.model.train()
         with console.progress() as bar:
-            per_epoch = len(self.features["train"])
-            total = min(per_epoch * state.epochs, state.max_steps * self.samples_per_step())
-            done = min(per_epoch * state.epoch + self.samples_per_step() * state.epoch_batches
-                       // self.training.gradient_accumulation_steps, total)
+            epochs, steps = divmod(state.max_steps, state.steps_per_epoch)
+            total = self.samples_through(epochs, steps * self.training.gradient_accumulation_steps)
+            done = self.samples_through(state.epoch, state.epoch_batches)
             job = bar.add_task("train", total=total, completed=done, unit="samples", postfix="")
             while state.epoch < state.epochs and not self.finished():
                 bar.update(job, description=f"epoch {state.epoch + 1}/{state.epochs}")
@@ -348,10 +339,9 @@ class Run:
         if state.epoch_batches == 0:
             callbacks.fire("on_epoch_begin", state)
         losses: list[float] = []
-        tick = time.perf_counter()
+        self.tick = time.perf_counter()
         evaluated = False
         for batch in self.loader:
-            batch.pop("feature_index")
             with accelerator.accumulate(model):
                 out = model(**batch)
                 accelerator.backward(self.shared_loss(out))
@@ -374,17 +364,15 @@ class Run:
             bar.update(job, postfix=f"loss {sum(recent) / len(recent):.4f}")
             callbacks.fire("on_step_end", state, {"loss": losses[-1], "lr": scheduler.get_last_lr()[0]})
             if self.evaluates_now():
-                state.train_seconds += time.perf_counter() - tick
-                self.evaluate_and_select()
+                with self.clock_stopped():
+                    self.evaluate_and_select()
                 evaluated = True
-                tick = time.perf_counter()
             if self.finished():
                 break
             if state.epoch_batches < len(self.sampler) and self.checkpoint_due():
-                state.train_seconds += time.perf_counter() - tick
-                self.save_checkpoint()
-                tick = time.perf_counter()
-        state.train_seconds += time.perf_counter() - tick
+                with self.clock_stopped():
+                    self.save_checkpoint()
+        state.train_seconds += time.perf_counter() - self.tick
         if not evaluated:  # an epoch ends with an evaluation, unless a step's just ran
             self.evaluate_and_select()
         callbacks.fire("on_epoch_end", state)
@@ -408,9 +396,17 @@ class Run:
     def finished(self) -> bool:
         return self.state.should_stop or self.state.global_step >= self.state.max_steps
 
-    def samples_per_step(self) -> int:
-        training = self.training
-        return training.batch_size * self.accelerator.num_processes * training.gradient_accumulation_steps
+    def samples_through(self, epochs: int, batches: int) -> int:
+        """Training samples in ``epochs`` whole epochs and ``batches`` batches of the next (for the progress bar)."""
+        per_epoch = len(self.features["train"])
+        return epochs * per_epoch + min(batches * self.training.batch_size * self.accelerator.num_processes, per_epoch)
+
+    @contextmanager
+    def clock_stopped(self) -> Iterator[None]:
+        """Evaluation and checkpointing inside an epoch do not count as training time."""
+        self.state.train_seconds += time.perf_counter() - self.tick
+        yield
+        self.tick = time.perf_counter()
 
     def evaluates_now(self) -> bool:
         steps = self.training.eval_steps
