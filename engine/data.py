@@ -1,15 +1,33 @@
-"""What a data format hands the engine: named splits of rows, each row a dict, each split knowing its source."""
+"""What a data format hands the engine: named splits of rows, each split an Arrow table that knows its source.
+
+Rows live in Arrow (``datasets.Dataset``, memory-mapped from a file in the cache) rather than in Python objects,
+so a split of ten million rows costs disk, not memory, and every process of a node maps the same file. A row is a
+dict with the standard columns (``text``, ``text_pair``, ``label``) and ``_line``, its line in the source file.
+
+Columns whose values are all strings (or all lists of strings) are stored as such; any other column (numbers,
+numbers and strings mixed, nested values) is stored as JSON text under ``NAME:json`` and decoded on the way out, so
+a format never has to declare types and a row reads back as it was written.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.errors import DataError
+
+if TYPE_CHECKING:
+    import datasets
+    import pyarrow as pa
+
 SPLITS = ("train", "validation", "test")
 LINE = "_line"  # the row's line (or record) number in its source file, for messages
+JSON = ":json"  # suffix of a column stored as JSON text
+CHUNK = 10_000  # rows per Arrow record batch written
 
 
 class DataOptions(BaseModel):
@@ -23,26 +41,245 @@ class DataOptions(BaseModel):
     test: str | None = Field(None, description="Test data, evaluated once at the end with the best model.")
     encoding: str = Field("utf-8", description="Text encoding of the files, e.g. 'latin-1'.")
     labels_required: bool = Field(True, description="False when reading inputs to predict: labels may be absent.")
+    streaming: bool = Field(
+        False, description="Read the training data as a stream while training (data larger than memory or disk); "
+        "needs training.max_steps. Validation and test data are read whole."
+    )
+    fit_rows: int = Field(
+        100_000, ge=1, description="Streaming: rows read before training to learn the labels (or other statistics) "
+        "the task needs; a label first seen later stops the run with its line."
+    )
+    num_proc: int | None = Field(
+        None, ge=1, description="Processes that tokenize; default: one per CPU core (at most 8) for large splits."
+    )
 
     def files(self) -> dict[str, str]:
         return {name: value for name in SPLITS if (value := getattr(self, name))}
 
 
-@dataclass
 class Split:
-    """One split's rows. ``rows[i][LINE]``, where present, locates row ``i`` in ``source``."""
+    """One split's rows, where they came from, and facts a format adds for the task (``info``).
 
-    name: str
-    rows: list[dict[str, Any]]
-    source: str
-    info: dict[str, Any] = field(default_factory=dict)
+    ``rows`` may be given as a list of dicts (converted to Arrow here), a ``datasets.Dataset``, or, for a streamed
+    split, a ``datasets.IterableDataset``. ``fingerprint`` identifies the content (a format that knows its files
+    gives one); features of a split with a fingerprint are cached between runs.
+    """
+
+    def __init__(self, name: str, rows: Any, source: str, info: dict[str, Any] | None = None, *,
+                 fingerprint: str | None = None) -> None:
+        self.name, self.source, self.info, self.fingerprint = name, source, dict(info or {}), fingerprint
+        self.data: Any = rows_to_dataset(rows, source) if isinstance(rows, list) else rows
+
+    @property
+    def streaming(self) -> bool:
+        return not hasattr(self.data, "num_rows")
 
     def __len__(self) -> int:
-        return len(self.rows)
+        if self.streaming:
+            raise TypeError(f"the {self.name} split is streamed: its length is not known")
+        return int(self.data.num_rows)
+
+    @property
+    def rows(self) -> Rows:
+        """The rows as dicts, decoded (a read-only sequence; prefer ``batches`` for whole passes)."""
+        return Rows(self)
+
+    @property
+    def columns(self) -> list[str]:
+        return [name.removesuffix(JSON) for name in self.data.column_names]
+
+    def batches(self, columns: Sequence[str] | None = None, size: int = 1000) -> Iterator[tuple[int, dict[str, list[Any]]]]:
+        """``(index of the first row, {column: values})`` over the whole split, decoded, in order."""
+        stored = self.data.column_names
+        wanted = None if columns is None else [c + JSON if c + JSON in stored else c for c in columns if
+                                               c in stored or c + JSON in stored]
+        data = self.data if wanted is None else self.data.select_columns(wanted)
+        start = 0
+        for batch in data.iter(batch_size=size):
+            decoded = decode_batch(batch)
+            yield start, decoded
+            start += len(next(iter(decoded.values()))) if decoded else 0
+
+    def column(self, name: str) -> list[Any]:
+        """One column of every row, decoded (absent column: ``None`` per row)."""
+        if name not in self.columns:
+            return [None] * len(self)
+        values: list[Any] = []
+        for _, batch in self.batches([name], size=CHUNK):
+            values.extend(batch[name])
+        return values
+
+    def values(self, name: str) -> Iterator[tuple[Any, int | None]]:
+        """``(value, line)`` of one column over the whole split, in order (value None where a row has none)."""
+        present = name in self.columns
+        for _, batch in self.batches([name, LINE] if present else [LINE], size=CHUNK):
+            lines = batch.get(LINE) or [None] * len(next(iter(batch.values())))
+            yield from zip(batch[name] if present else [None] * len(lines), lines)
 
     def where(self, index: int) -> tuple[str, int | None]:
         """(file, line) of a row, for error messages."""
-        return self.source, self.rows[index].get(LINE)
+        line = self.data[index][LINE] if LINE in self.data.column_names else None
+        return self.source, line
+
+    def with_rows(self, rows: Any, fingerprint: str | None = None) -> Split:
+        """This split (name, source, info) with other rows: an augmented copy, a prefix."""
+        return Split(self.name, rows, self.source, self.info, fingerprint=fingerprint)
+
+
+class Rows(Sequence[dict[str, Any]]):
+    """A split's rows as decoded dicts, read from Arrow on demand."""
+
+    def __init__(self, split: Split) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return rows_of(decode_batch(self.split.data[index]))
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return decode_row(self.split.data[index])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for _, batch in self.split.batches(size=CHUNK):
+            yield from rows_of(batch)
+
+
+# --- Arrow encoding of rows -------------------------------------------------------------------------------------
+
+
+def decode_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {(k[: -len(JSON)] if k.endswith(JSON) else k): (_loads(v) if k.endswith(JSON) else v) for k, v in row.items()}
+
+
+def decode_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    return {(k[: -len(JSON)] if k.endswith(JSON) else k): ([_loads(v) for v in vs] if k.endswith(JSON) else list(vs))
+            for k, vs in batch.items()}
+
+
+def _loads(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+def rows_of(batch: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Columns to rows; a row leaves out the columns it has no value in (as the format wrote it)."""
+    keys = list(batch)
+    return [{k: v for k, v in zip(keys, values) if v is not None} for values in zip(*batch.values())]
+
+
+def _kind(values: Iterable[Any]) -> str:
+    present = [v for v in values if v is not None]
+    if all(isinstance(v, str) for v in present):
+        return "text"
+    if all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in present):
+        return "texts"
+    return "json"
+
+
+_KIND_NAMES = {"text": "a string", "texts": "a list of strings", "json": "a value"}
+
+
+class RowEncoder:
+    """Rows to Arrow columns, chunk by chunk, with each column's type set by the first chunk (see the module
+    docstring); a later row that does not fit is a DataError at its line."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.kinds: dict[str, str] = {}
+
+    def schema(self) -> pa.Schema:
+        import pyarrow as pa
+
+        types = {"line": pa.int64(), "text": pa.string(), "texts": pa.list_(pa.string()), "json": pa.string()}
+        return pa.schema([(name + (JSON if kind == "json" else ""), types[kind]) for name, kind in self.kinds.items()])
+
+    def encode(self, rows: list[dict[str, Any]]) -> pa.Table:
+        import pyarrow as pa
+
+        if not self.kinds:
+            names: dict[str, None] = {}
+            for row in rows:
+                names.update(dict.fromkeys(row))
+            self.kinds = {name: ("line" if name == LINE else _kind(row.get(name) for row in rows)) for name in names}
+        for row in rows:
+            extra = set(row) - set(self.kinds)
+            if extra:
+                raise DataError(f"has {', '.join(map(repr, sorted(extra)))}, which earlier rows do not have",
+                                self.source, row.get(LINE))
+        columns = []
+        for name, kind in self.kinds.items():
+            values = [row.get(name) for row in rows]
+            if kind == "json":
+                values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+            elif kind != "line" and _kind(values) != kind:
+                bad = next(i for i, v in enumerate(values) if v is not None and _kind([v]) != kind)
+                raise DataError(f"{name!r} is {values[bad]!r}, but earlier rows have {_KIND_NAMES[kind]} there",
+                                self.source, rows[bad].get(LINE))
+            columns.append(values)
+        schema = self.schema()
+        return pa.table([pa.array(values, field.type) for values, field in zip(columns, schema)], schema=schema)
+
+
+def chunks(rows: Iterable[dict[str, Any]], size: int = CHUNK) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def rows_to_dataset(rows: Iterable[dict[str, Any]], source: str, path: Path | None = None) -> datasets.Dataset:
+    """Rows (dicts) as an Arrow-backed dataset: in memory, or written to ``path`` chunk by chunk and memory-mapped."""
+    import datasets
+    import pyarrow as pa
+
+    encoder = RowEncoder(source)
+    tables = (encoder.encode(chunk) for chunk in chunks(rows))
+    if path is None:
+        parts = list(tables)
+        table = pa.concat_tables(parts) if parts else pa.table({LINE: pa.array([], pa.int64())})
+        return datasets.Dataset(datasets.table.InMemoryTable(table))
+    from datasets.arrow_writer import ArrowWriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with ArrowWriter(path=str(path)) as writer:
+        empty = True
+        for table in tables:
+            writer.write_table(table)
+            empty = False
+        if empty:
+            writer.write_table(pa.table({LINE: pa.array([], pa.int64())}))
+        writer.finalize()
+    return datasets.Dataset.from_file(str(path))
+
+
+def stream_rows(rows: Callable[[], Iterable[dict[str, Any]]], source: str) -> datasets.IterableDataset:
+    """A streamed split: ``rows()`` is called for every pass and read lazily, ``CHUNK`` rows at a time. The
+    columns' types come from the first chunk, read once here."""
+    import datasets
+
+    encoder = RowEncoder(source)
+    first = next(chunks(rows()), [])
+    encoder.encode(first)
+    features = datasets.Features.from_arrow_schema(encoder.schema())
+
+    def generate() -> Iterator[dict[str, Any]]:
+        for chunk in chunks(rows()):
+            yield from encoder.encode(chunk).to_pylist()
+
+    return datasets.IterableDataset.from_generator(generate, features=features)
 
 
 def resolve_path(value: str, base_dir: Path) -> Path:

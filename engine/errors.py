@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 
 class EngineError(Exception):
@@ -43,12 +43,15 @@ class DataError(EngineError):
     """A problem in a data file, pointing at the file and, where known, the line."""
 
     def __init__(self, message: str, file: str | Path | None = None, line: int | None = None) -> None:
-        self.file = str(file) if file is not None else None
-        self.line = line
+        # A task's encode_batch knows the line, not the file: the engine adds the file (see engine.features).
+        self.message, self.file, self.line = message, (str(file) if file is not None else None), line
         where = ""
         if self.file:
             where = f"{self.file}, line {line}: " if line is not None else f"{self.file}: "
         super().__init__(where + message)
+
+    def __reduce__(self) -> Any:  # pickles whole across the processes that tokenize
+        return type(self), (self.message, self.file, self.line)
 
 
 class PluginError(EngineError):

@@ -165,7 +165,7 @@ def read_input(loaded: LoadedModel, manager: PluginManager, file: Path, *, label
         fmt = file.suffix.lstrip(".").lower()
         if registry.find("load_data", fmt) is None:
             fmt = base.get("format") or fmt
-    raw = {k: v for k, v in base.items() if k not in ("train", "validation", "test", "format")}
+    raw = {k: v for k, v in base.items() if k not in ("train", "validation", "test", "format", "streaming")}
     raw.update({"format": fmt, "train": str(file.resolve()), "labels_required": labelled})
     component = registry.find("load_data", fmt)
     if component is None:
@@ -180,9 +180,9 @@ def read_input(loaded: LoadedModel, manager: PluginManager, file: Path, *, label
         raise ConfigError(issues, file)
     splits = choice.build(Path.cwd())
     split = splits["train"]
-    if not split.rows:
-        raise EngineError(f"{file}: no rows to read")
-    return Split("input", split.rows, str(file), split.info)
+    if split.streaming or not len(split):
+        raise EngineError(f"{file}: no rows to read" if not split.streaming else f"{file}: cannot predict on a stream")
+    return Split("input", split.data, str(file), split.info, fingerprint=split.fingerprint)
 
 
 @dataclass
@@ -190,7 +190,7 @@ class Inference:
     """A model's outputs on one input split, with what produced them."""
 
     split: Split
-    features: list[dict[str, Any]]
+    features: Any
     outputs: list[Any]
     loss: float | None
     is_main_process: bool
@@ -200,10 +200,13 @@ def run_inference(loaded: LoadedModel, split: Split, batch_size: int, *, labelle
     """Encode ``split`` as training did and run the model over it (on every process under a distributed launch)."""
     from accelerate import Accelerator
 
+    from engine.features import encode_split
     from engine.trainer import infer
 
-    features = loaded.task.encode(split, loaded.tokenizer, loaded.meta["max_length"], labelled=labelled)
     accelerator = Accelerator()
+    with accelerator.local_main_process_first():
+        features = encode_split(loaded.task, split, loaded.tokenizer, loaded.meta["max_length"], labelled=labelled,
+                                key=[loaded.meta["task"], loaded.meta.get("plugins")])
     model = accelerator.prepare_model(loaded.model, evaluation_mode=True)
     outputs, loss = infer(model, features, loaded.task, loaded.tokenizer, batch_size, accelerator, description)
     return Inference(split, features, outputs, loss, accelerator.is_main_process)

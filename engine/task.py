@@ -1,8 +1,13 @@
-"""What a task is to the engine. The core knows this protocol and no task behind it."""
+"""What a task is to the engine. The core knows this contract and no task behind it.
+
+A task plugin subclasses ``Task`` and implements what is its own: how rows become features (``encode_batch``),
+how features become a batch (``collate``), what the head must produce (``head_spec``), and how head outputs become
+predictions (``outputs``, ``predictions``, ``references``). The rest has defaults.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -11,53 +16,84 @@ if TYPE_CHECKING:
     from engine.head import HeadOutput, HeadSpec
 
 
-@runtime_checkable
-class Task(Protocol):
+class Task:
     """A task type, built by a ``task`` hook's factory from its options.
 
     Construction must be cheap (``engine validate`` builds one to read ``defaults``); import torch inside methods.
+    A task is sent to the processes that tokenize, so it must pickle (plain attributes do).
     """
 
     #: Defaults for other task-file sections, under what the user wrote: e.g. ``{"head": "linear",
     #: "metrics": ["accuracy"], "training": {"batch_size": 16}, "optimizer": {"name": "adamw", "lr": 1e-4}}``.
-    defaults: dict[str, Any]
+    defaults: dict[str, Any] = {}
     #: Metric that picks the best model when ``training.monitor`` is not set, e.g. ``"validation.accuracy"``.
-    monitor: str
+    monitor: str = "validation.loss"
     #: ``"max"`` or ``"min"``: the direction in which ``monitor`` improves.
-    monitor_mode: str
+    monitor_mode: str = "min"
+
+    # --- data ----------------------------------------------------------------------------------------------------
 
     def fit(self, train: Split) -> None:
-        """Learn what the task needs from the training rows (the label set, target statistics); check them."""
+        """Learn what the task needs from the training rows (the label set, target statistics); check them.
+
+        A streamed training split (``data.streaming``) holds its first ``data.fit_rows`` rows here."""
 
     def check(self, split: Split) -> None:
         """Check a labelled split against what ``fit`` learned (unknown labels, bad targets); raise DataError."""
 
-    def encode(self, split: Split, tokenizer: Any, max_length: int, labelled: bool = True) -> list[dict[str, Any]]:
-        """Tokenize rows into features. Each feature has ``"row"`` (its row's index) and ``"length"``."""
+    def encode_batch(self, rows: dict[str, list[Any]], tokenizer: Any, max_length: int,
+                     labelled: bool = True) -> dict[str, list[Any]]:
+        """Tokenize a batch of rows into features, column by column.
+
+        ``rows`` maps each column (``text``, ``text_pair``, ``label``, ``_line``...) to its values. Return columns
+        of equal length, one value per feature: the model inputs (``input_ids``, ``attention_mask``...), what
+        ``collate`` needs (``labels`` when ``labelled``), and optionally ``length`` (default: of ``input_ids``)
+        and ``row``. A row may give several features or none: then ``row`` says, for each feature, the position of
+        its row in this batch. Raise ``DataError(message, line=rows["_line"][i])``: the engine adds the file.
+
+        Called by the engine on batches of about a thousand rows, in several processes at once, and cached."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement encode_batch")
 
     def collate(self, features: list[dict[str, Any]], tokenizer: Any) -> dict[str, torch.Tensor]:
         """Pad a list of features into a batch of tensors (dynamic padding)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement collate")
+
+    # --- model ---------------------------------------------------------------------------------------------------
 
     def head_spec(self, hidden_size: int) -> HeadSpec:
         """What the head must produce."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement head_spec")
+
+    # --- outputs -------------------------------------------------------------------------------------------------
 
     def outputs(self, batch: dict[str, torch.Tensor], output: HeadOutput) -> list[Any]:
         """One plain (picklable, CPU) value per feature of the batch, in batch order."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement outputs")
 
-    def predictions(self, split: Split, features: list[dict[str, Any]], outputs: list[Any]) -> list[Any]:
-        """One prediction per row of ``split``, from the outputs of its features (windows merge here)."""
+    def predictions(self, split: Split, features: Any, outputs: list[Any]) -> list[Any]:
+        """One prediction per row of ``split``, from the outputs of its features (windows merge here).
+
+        ``features`` is a sequence of dicts (what ``encode_batch`` returned, with ``row`` as the row's index in
+        the split); ``outputs[i]`` belongs to ``features[i]``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement predictions")
 
     def references(self, split: Split) -> list[Any]:
         """One reference per row of ``split``, comparable with ``predictions``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement references")
 
     def format_prediction(self, row: dict[str, Any], prediction: Any) -> dict[str, Any]:
-        """The JSON object ``engine predict`` writes for one row."""
+        """The JSON object ``engine predict`` writes for one row: by default its texts and the prediction."""
+        return {**{k: row[k] for k in ("text", "text_pair") if k in row}, "prediction": prediction}
+
+    # --- saving --------------------------------------------------------------------------------------------------
 
     def hf_config(self) -> dict[str, Any]:
         """Keys for the saved model's ``config.json`` (``id2label``, ``problem_type``...), or ``{}``."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         """What ``fit`` learned, as JSON, saved with the model."""
+        return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""

@@ -21,6 +21,7 @@ from engine.checkpoints import checkpoint_dir, clean_partial, latest_checkpoint,
 from engine.config import ResolvedTask
 from engine.data import Split
 from engine.errors import ConfigError, ConfigIssue, EngineError, RunDirError
+from engine.features import augment, encode_split, lengths, take
 from engine.head import HeadOutput
 from engine.model import EngineModel, default_max_length, load_pretrained, save_model
 from engine.plugins import PluginManager
@@ -95,7 +96,7 @@ def collate(task: Any, tokenizer: Any, features: list[dict[str, Any]]) -> dict[s
 # --- inference, shared by evaluation, `engine evaluate` and `engine predict` ------------------------------------
 
 
-def infer(model: torch.nn.Module, features: list[dict[str, Any]], task: Any, tokenizer: Any, batch_size: int,
+def infer(model: torch.nn.Module, features: Any, task: Any, tokenizer: Any, batch_size: int,
           accelerator: Any, description: str) -> tuple[list[Any], float | None]:
     """Outputs for every feature, in feature order, gathered from all processes; and the mean loss if labelled.
 
@@ -106,7 +107,7 @@ def infer(model: torch.nn.Module, features: list[dict[str, Any]], task: Any, tok
     from accelerate.utils import gather_object
 
     n, rank = accelerator.num_processes, accelerator.process_index
-    batches = sorted_batches([f["length"] for f in features], batch_size * n)
+    batches = sorted_batches(lengths(features), batch_size * n)
     outputs: list[Any] = [None] * len(features)
     loss_sum, loss_count, done = 0.0, 0.0, 0
     model.eval()
@@ -115,7 +116,7 @@ def infer(model: torch.nn.Module, features: list[dict[str, Any]], task: Any, tok
         for indices in (b[rank::n] for b in batches):
             pairs: list[tuple[int, Any]] = []
             if indices:
-                batch = task.collate([features[i] for i in indices], tokenizer)
+                batch = task.collate(take(features, indices), tokenizer)
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 out = model(**batch)
                 pairs = list(zip(indices, task.outputs(batch, out)))
@@ -131,7 +132,7 @@ def infer(model: torch.nn.Module, features: list[dict[str, Any]], task: Any, tok
     return outputs, (totals[0] / totals[1] if totals[1] else None)
 
 
-def compute_metrics(task: Any, metrics: list[Any], split: Split, features: list[dict[str, Any]],
+def compute_metrics(task: Any, metrics: list[Any], split: Split, features: Any,
                     outputs: list[Any], loss: float | None) -> dict[str, float]:
     predictions = task.predictions(split, features, outputs)
     references = task.references(split)
@@ -158,13 +159,9 @@ def load_splits(resolved: ResolvedTask) -> dict[str, Split]:
     if "train" not in splits:
         raise ConfigError([ConfigIssue("data.train", "missing: a training file is needed to train")], resolved.source)
     for split in splits.values():
-        if not split.rows:
+        if not split.streaming and not len(split):
             raise EngineError(f"{split.source}: the {split.name} split is empty")
     return splits
-
-
-def encode_all(task: Any, splits: dict[str, Split], tokenizer: Any, max_length: int) -> dict[str, list[dict[str, Any]]]:
-    return {name: task.encode(split, tokenizer, max_length) for name, split in splits.items()}
 
 
 def monitor_and_mode(resolved: ResolvedTask, task: Any, splits: dict[str, Split]) -> tuple[str | None, str]:
@@ -218,22 +215,29 @@ class Run:
         check_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume)
         set_seed(training.seed)
 
-        # Data: read, learn the label space from train, check the other splits against it, augment train.
-        self.splits = load_splits(resolved)
+        # Data: read, learn the label space from train, check the other splits against it, augment train. The
+        # first process of each node reads (and tokenizes, below) into the data cache; the others map its files.
+        with accelerator.local_main_process_first():
+            self.splits = load_splits(resolved)
         self.task.fit(self.splits["train"])
         for name, split in self.splits.items():
             if name != "train":
                 self.task.check(split)
-        rng = random.Random(training.seed)
-        for augmentation in resolved.augment:
-            train = self.splits["train"]
-            self.splits["train"] = Split(train.name, augmentation.build()(list(train.rows), rng), train.source, train.info)
+        if resolved.augment:
+            with accelerator.local_main_process_first():
+                self.splits["train"] = augment(self.splits["train"], [a.build() for a in resolved.augment],
+                                               [a.raw for a in resolved.augment], training.seed)
 
         # Model: the pretrained encoder, the task's features, the head it asks for.
         console.info(f"Loading [bold]{resolved.model.name}[/]")
         self.tokenizer, backbone = load_pretrained(resolved.model.name, resolved.model.revision)
         self.max_length = default_max_length(self.tokenizer, backbone, resolved.model.max_length)
-        self.features = encode_all(self.task, self.splits, self.tokenizer, self.max_length)
+        key = [resolved.task.raw, self.manager.infos.get(resolved.task.component.plugin, None)
+               and self.manager.infos[resolved.task.component.plugin].version]
+        with accelerator.local_main_process_first():
+            self.features = {name: encode_split(self.task, split, self.tokenizer, self.max_length, key=key,
+                                                num_proc=getattr(resolved.data.options, "num_proc", None))
+                             for name, split in self.splits.items()}
         set_seed(training.seed)
         head = resolved.head.build(self.task.head_spec(backbone.config.hidden_size))
         model = EngineModel(backbone, head, list(self.tokenizer.model_input_names))
@@ -243,7 +247,7 @@ class Run:
         monitor, mode = monitor_and_mode(resolved, self.task, self.splits)
 
         # Batches: global batches of batch_size per process, each process reading its share (see the sampler).
-        self.sampler = LengthGroupedBatches([f["length"] for f in self.features["train"]], training.batch_size,
+        self.sampler = LengthGroupedBatches(lengths(self.features["train"]), training.batch_size,
                                             training.seed, training.group_by_length,
                                             num_processes=accelerator.num_processes, rank=accelerator.process_index)
         # A generator of its own: each new iterator over a DataLoader draws a seed from the global RNG otherwise,

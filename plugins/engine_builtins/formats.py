@@ -10,12 +10,13 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from functools import partial
+from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import Field, field_validator
 
-from engine import LINE, DataError, DataOptions, Split, hookimpl
-from engine.data import resolve_path
+from engine import LINE, DataError, DataOptions, Split, cache, hookimpl
+from engine.data import resolve_path, rows_to_dataset, stream_rows
 from engine.errors import did_you_mean
 
 
@@ -68,20 +69,28 @@ class DatasetsOptions(DataOptions):
 # --- reading -----------------------------------------------------------------------------------------------------
 
 
-def read_text(path: Path, encoding: str, what: str) -> str:
+def read_lines(path: Path, encoding: str, what: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a text file, read lazily, with its line ending; an undecodable byte is a DataError
+    at its line."""
     if not path.is_file():
         raise DataError(f"{what}: {'no such file' if not path.exists() else 'not a file'}: {path}")
-    data = path.read_bytes()
     try:
-        text = data.decode(encoding)
+        ascii_compatible = "\n".encode(encoding) == b"\n"
     except LookupError:
         raise DataError(f"data.encoding: unknown text encoding {encoding!r}", path) from None
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"cannot decode byte 0x{data[exc.start]:02x} as {encoding}; set data.encoding (e.g. \"latin-1\")", path, line
-        ) from None
-    return text.removeprefix("\ufeff")
+    if not ascii_compatible:  # UTF-16 and the like: lines cannot be split as bytes
+        text = path.read_bytes().decode(encoding, errors="strict").removeprefix("\ufeff")
+        lines = text.split("\n")  # not splitlines(): \x1c-\x1e, \x85 and \u2028 are characters in a field
+        yield from enumerate([line + "\n" for line in lines[:-1]] + lines[-1:], start=1)
+        return
+    with path.open("rb") as file:
+        for number, raw in enumerate(file, start=1):
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise DataError(f"cannot decode byte 0x{raw[exc.start]:02x} as {encoding}; set data.encoding "
+                                "(e.g. \"latin-1\")", path, number) from None
+            yield number, (line.removeprefix("\ufeff") if number == 1 else line)
 
 
 def make_row(record: dict[str, Any], options: Any, path: Path, line: int) -> dict[str, Any]:
@@ -118,19 +127,18 @@ def check_columns(available: list[str], options: Any, path: Path, labelled: bool
             )
 
 
-def read_table(path: Path, options: TableOptions, delimiter: str, quoting: int, what: str) -> list[dict[str, Any]]:
-    text = read_text(path, options.encoding, what)
-    lines = text.split("\n")
+def read_table(path: Path, options: TableOptions, delimiter: str, quoting: int, what: str) -> Iterator[dict[str, Any]]:
+    lines = read_lines(path, options.encoding, what)
     if quoting == csv.QUOTE_NONE:
         # TSV: a tab separates fields and nothing else is special, so quote characters inside fields stay as they are.
         records: Iterator[tuple[int, list[str]]] = (
-            (i + 1, line.removesuffix("\r").split(delimiter)) for i, line in enumerate(lines) if line.strip()
+            (i, line.rstrip("\n").removesuffix("\r").split(delimiter)) for i, line in lines if line.strip()
         )
     else:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"', strict=True)
-        records = _csv_records(reader, path)
-    rows = []
+        records = _csv_records(lines, delimiter, path)
     header = options.columns
+    if header is not None:
+        check_columns(header, options, path, options.labels_required)
     for line, fields in records:
         if header is None:
             if not options.header:
@@ -138,17 +146,15 @@ def read_table(path: Path, options: TableOptions, delimiter: str, quoting: int, 
             header = [f.strip() for f in fields]
             check_columns(header, options, path, options.labels_required)
             continue
-        if len(rows) == 0 and options.columns is not None:
-            check_columns(header, options, path, options.labels_required)
         if len(fields) != len(header):
             raise DataError(
                 f"expected {len(header)} fields separated by {delimiter!r} ({', '.join(header)}), got {len(fields)}", path, line
             )
-        rows.append(make_row(dict(zip(header, fields)), options, path, line))
-    return rows
+        yield make_row(dict(zip(header, fields)), options, path, line)
 
 
-def _csv_records(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
+def _csv_records(lines: Iterator[tuple[int, str]], delimiter: str, path: Path) -> Iterator[tuple[int, list[str]]]:
+    reader = csv.reader((line for _, line in lines), delimiter=delimiter, quotechar='"', strict=True)
     start = 1
     try:
         for fields in reader:
@@ -159,10 +165,8 @@ def _csv_records(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
         raise DataError(f"malformed CSV: {exc}", path, reader.line_num) from None
 
 
-def read_jsonl(path: Path, options: Any, what: str) -> list[dict[str, Any]]:
-    text = read_text(path, options.encoding, what)
-    rows = []
-    for i, line in enumerate(text.split("\n"), start=1):
+def read_jsonl(path: Path, options: Any, what: str) -> Iterator[dict[str, Any]]:
+    for i, line in read_lines(path, options.encoding, what):
         if not line.strip():
             continue
         try:
@@ -171,18 +175,36 @@ def read_jsonl(path: Path, options: Any, what: str) -> list[dict[str, Any]]:
             raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", path, i) from None
         if not isinstance(record, dict):
             raise DataError(f"expected a JSON object per line, got {type(record).__name__}", path, i)
-        rows.append(make_row(record, options, path, i))
-    return rows
+        yield make_row(record, options, path, i)
 
 
-def load_files(options: Any, base_dir: Path, reader: Callable[[Path, str], list[dict[str, Any]]],
+# Options that change how rows are delivered, not what they are: not part of a cache key.
+DELIVERY = {"train", "validation", "test", "streaming", "fit_rows", "num_proc"}
+
+
+def load_files(options: Any, base_dir: Path, reader: Callable[[Path, str], Iterable[dict[str, Any]]],
                info: dict[str, Any] | None = None) -> dict[str, Split]:
-    """Each split the options name, read from its file by ``reader(path, what)``; ``info`` goes with every split."""
+    """Each split the options name, its rows from ``reader(path, what)``: written once to the data cache and
+    memory-mapped from there (again by later runs, while the file is unchanged), or streamed when
+    ``data.streaming`` is set (the training split). ``info`` goes with every split."""
     splits = {}
     for name, value in options.files().items():
         path = resolve_path(value, base_dir)
-        splits[name] = Split(name, reader(path, f"data.{name}"), str(path), dict(info or {}))
+        what = f"data.{name}"
+        key = cache.fingerprint("rows", type(options).__qualname__, options.model_dump(exclude=DELIVERY),
+                                cache.file_fingerprint(path))
+        if name == "train" and options.streaming:
+            rows: Any = stream_rows(partial(reader, path, what), str(path))
+        else:
+            entry = cache.lookup("rows", key) or cache.build("rows", key, partial(_write_rows, reader, path, what))
+            rows = cache.load(entry, "rows")
+        splits[name] = Split(name, rows, str(path), dict(info or {}), fingerprint=key)
     return splits
+
+
+def _write_rows(reader: Callable[[Path, str], Iterable[dict[str, Any]]], path: Path, what: str, folder: Path) -> dict[str, Any]:
+    rows = rows_to_dataset(reader(path, what), str(path), folder / "rows.arrow")
+    return {"source": str(path), "rows": rows.num_rows}
 
 
 def column_info(options: Any) -> dict[str, Any]:
@@ -215,11 +237,13 @@ def load_datasets(options: DatasetsOptions, base_dir: Path) -> dict[str, Split]:
 
     local = resolve_path(options.path, base_dir)
     try:
-        data = datasets.load_from_disk(str(local)) if local.exists() else datasets.load_dataset(options.path)
+        data = (datasets.load_from_disk(str(local)) if local.exists() else
+                datasets.load_dataset(options.path, streaming=options.streaming))
     except Exception as exc:  # datasets raises many kinds; all mean the same to the user
         raise DataError(f"data.path: cannot load a dataset from {options.path!r}: {exc}", local) from None
-    if isinstance(data, datasets.Dataset):
-        data = datasets.DatasetDict({"train": data})
+    if isinstance(data, (datasets.Dataset, datasets.IterableDataset)):
+        data = {"train": data}
+    origin = cache.file_fingerprint(local) if local.exists() else {"hub": options.path}
     splits = {}
     for name in ("train", "validation", "test"):
         wanted = getattr(options, name)
@@ -228,18 +252,30 @@ def load_datasets(options: DatasetsOptions, base_dir: Path) -> dict[str, Split]:
                 raise DataError(f"data.train: no split {wanted!r}; the dataset has: {', '.join(data)}", local)
             continue
         ds = data[wanted]
-        check_columns(list(ds.column_names), options, local, options.labels_required)
-        names = {}
-        for column in options.label_columns():
-            feature = ds.features[column]
-            if isinstance(feature, datasets.ClassLabel):
-                names[column] = feature.names
-        rows = []
-        for i, record in enumerate(ds):
-            record = {k: (names[k][v] if k in names and isinstance(v, int) and v >= 0 else v) for k, v in record.items()}
-            rows.append(make_row(record, options, local, i + 1))
-        splits[name] = Split(name, rows, f"{local}[{wanted}]", column_info(options))
+        check_columns(list(ds.column_names or ds.features or []), options, local, options.labels_required)
+        source = f"{local}[{wanted}]"
+        key = cache.fingerprint("rows", "datasets", options.model_dump(exclude=DELIVERY), origin, wanted)
+        rows = partial(_dataset_rows, ds, options, local)
+        if name == "train" and options.streaming:
+            split_rows: Any = stream_rows(rows, source)
+        else:
+            entry = cache.lookup("rows", key) or cache.build(
+                "rows", key, lambda folder, rows=rows, source=source: {
+                    "source": source, "rows": rows_to_dataset(rows(), source, folder / "rows.arrow").num_rows})
+            split_rows = cache.load(entry, "rows")
+        splits[name] = Split(name, split_rows, source, column_info(options), fingerprint=key)
     return splits
+
+
+def _dataset_rows(ds: Any, options: DatasetsOptions, local: Path) -> Iterator[dict[str, Any]]:
+    """The standard columns of a dataset's records; class labels by name."""
+    import datasets
+
+    names = {column: feature.names for column in options.label_columns()
+             if isinstance(feature := (ds.features or {}).get(column), datasets.ClassLabel)}
+    for i, record in enumerate(ds):
+        record = {k: (names[k][v] if k in names and isinstance(v, int) and v >= 0 else v) for k, v in record.items()}
+        yield make_row(record, options, local, i + 1)
 
 
 @hookimpl

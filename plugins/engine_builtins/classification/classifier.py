@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
-from engine import DataError, Split
+from engine import LINE, DataError, Split
+from engine.task import Task
 from engine.head import HeadOutput, HeadSpec
 from engine_builtins.classification import ClassificationOptions
 from engine_builtins.sentence_inputs import encode_texts, pad_batch
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 # torch is imported inside methods: building a task (as `engine validate` does) must stay fast.
 
 
-class ClassificationTask:
+class ClassificationTask(Task):
     def __init__(self, options: ClassificationOptions) -> None:
         self.options = options
         self.labels: list[str] = list(options.labels or [])
@@ -32,25 +33,27 @@ class ClassificationTask:
 
     # --- labels ------------------------------------------------------------------------------------------------
 
-    def _row_labels(self, split: Split, i: int) -> list[str]:
-        value = split.rows[i].get("label")
+    def _names(self, value: Any, line: int | None, source: str | None = None) -> list[str]:
+        """A row's label names (one, or several for multi-label)."""
         if value is None:
-            raise DataError("missing label", *split.where(i))
+            raise DataError("missing label", source, line)
         if self.options.multi_label:
             if isinstance(value, str):
-                names = [v.strip() for v in value.split(self.options.label_separator) if v.strip()]
-            elif isinstance(value, list):
-                names = [str(v) for v in value]
-            else:
-                names = [str(value)]
-            return names
+                return [v.strip() for v in value.split(self.options.label_separator) if v.strip()]
+            if isinstance(value, list):
+                return [str(v) for v in value]
+            return [str(value)]
         if isinstance(value, (list, dict)):
-            raise DataError(f"expected one label, got {value!r} (set task.multi_label for several)", *split.where(i))
+            raise DataError(f"expected one label, got {value!r} (set task.multi_label for several)", source, line)
         return [str(value)]
+
+    def _split_names(self, split: Split) -> Iterator[tuple[list[str], int | None]]:
+        for value, line in split.values("label"):
+            yield self._names(value, line, split.source), line
 
     def fit(self, train: Split) -> None:
         if not self.labels:
-            seen = {name for i in range(len(train)) for name in self._row_labels(train, i)}
+            seen = {name for names, _ in self._split_names(train) for name in names}
             self.labels = sorted(seen, key=_natural)
             if len(self.labels) < 2:
                 raise DataError(f"the training data has only one label ({', '.join(self.labels)}); a classifier needs two or more", train.source)
@@ -58,23 +61,27 @@ class ClassificationTask:
 
     def check(self, split: Split) -> None:
         known = set(self.labels)
-        for i in range(len(split)):
-            for name in self._row_labels(split, i):
+        for names, line in self._split_names(split):
+            for name in names:
                 if name not in known:
-                    raise DataError(f"unknown label {name!r}; expected one of: {', '.join(self.labels)}", *split.where(i))
+                    raise DataError(f"unknown label {name!r}; expected one of: {', '.join(self.labels)}", split.source, line)
 
     # --- features ----------------------------------------------------------------------------------------------
 
-    def encode(self, split: Split, tokenizer: Any, max_length: int, labelled: bool = True) -> list[dict[str, Any]]:
-        index = {name: i for i, name in enumerate(self.labels)}
-
-        def label(i: int, row: dict[str, Any]) -> Any:
-            names = self._row_labels(split, i)
-            if self.options.multi_label:
-                return [index[n] for n in names]
-            return index[names[0]]
-
-        return encode_texts(split, tokenizer, max_length, label if labelled else None)
+    def encode_batch(self, rows: dict[str, list[Any]], tokenizer: Any, max_length: int,
+                     labelled: bool = True) -> dict[str, list[Any]]:
+        features = encode_texts(rows, tokenizer, max_length)
+        if labelled:
+            index = {name: i for i, name in enumerate(self.labels)}
+            ids = []
+            for value, line in zip(rows["label"], rows.get(LINE, [None] * len(rows["label"]))):
+                names = self._names(value, line)
+                unknown = [n for n in names if n not in index]
+                if unknown:
+                    raise DataError(f"unknown label {unknown[0]!r}; expected one of: {', '.join(self.labels)}", line=line)
+                ids.append([index[n] for n in names] if self.options.multi_label else index[names[0]])
+            features["labels"] = ids
+        return features
 
     def collate(self, features: list[dict[str, Any]], tokenizer: Any) -> dict[str, torch.Tensor]:
         import torch
@@ -105,7 +112,7 @@ class ClassificationTask:
         probs = torch.sigmoid(logits) if self.options.multi_label else torch.softmax(logits, dim=-1)
         return probs.cpu().tolist()
 
-    def predictions(self, split: Split, features: list[dict[str, Any]], outputs: list[Any]) -> list[Any]:
+    def predictions(self, split: Split, features: Any, outputs: list[Any]) -> list[Any]:
         by_row: list[Any] = [None] * len(split)
         for feature, probs in zip(features, outputs):
             by_row[feature["row"]] = probs
@@ -121,8 +128,8 @@ class ClassificationTask:
 
     def references(self, split: Split) -> list[Any]:
         if self.options.multi_label:
-            return [self._row_labels(split, i) for i in range(len(split))]
-        return [self._row_labels(split, i)[0] for i in range(len(split))]
+            return [names for names, _ in self._split_names(split)]
+        return [names[0] for names, _ in self._split_names(split)]
 
     def format_prediction(self, row: dict[str, Any], prediction: Any) -> dict[str, Any]:
         texts = {k: row[k] for k in ("text", "text_pair") if k in row}

@@ -9,7 +9,8 @@ import math
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from engine import DataError, Split
+from engine import LINE, DataError, Split
+from engine.task import Task
 from engine.head import HeadOutput, HeadSpec
 from engine_builtins.regression import RegressionOptions
 from engine_builtins.sentence_inputs import encode_texts, pad_batch
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 METRICS = ["pearson", "spearman", "mse", "rmse", "mae", "r2"]
 
 
-class RegressionTask:
+class RegressionTask(Task):
     def __init__(self, options: RegressionOptions) -> None:
         self.options = options
         #: Target names, one per output; known once ``fit`` (or ``load_state_dict``) has run.
@@ -38,33 +39,35 @@ class RegressionTask:
 
     # --- targets -----------------------------------------------------------------------------------------------
 
-    def _row_targets(self, split: Split, i: int) -> list[float]:
-        """Row ``i``'s targets as finite floats; anything else is a DataError pointing at the row."""
-        value = split.rows[i].get("label")
+    def _targets(self, value: Any, line: int | None, source: str | None = None) -> list[float]:
+        """A row's targets as finite floats; anything else is a DataError pointing at the row."""
         if value is None:
-            raise DataError("missing target", *split.where(i))
+            raise DataError("missing target", source, line)
         values = value if isinstance(value, list) else [value]
         if self.targets and len(values) != len(self.targets):
             raise DataError(
                 f"expected {len(self.targets)} target{'s' if len(self.targets) != 1 else ''} "
-                f"({', '.join(self.targets)}), got {len(values)}", *split.where(i),
+                f"({', '.join(self.targets)}), got {len(values)}", source, line,
             )
         numbers = []
         for j, item in enumerate(values):
             what = f"target {self.targets[j]!r}" if len(self.targets) > 1 else "target"
             number = _number(item)
             if number is None:
-                raise DataError(f"{what} is not a number: {item!r}", *split.where(i))
+                raise DataError(f"{what} is not a number: {item!r}", source, line)
             if not math.isfinite(number):
-                raise DataError(f"{what} is {item!r}; expected a finite number", *split.where(i))
+                raise DataError(f"{what} is {item!r}; expected a finite number", source, line)
             bounds = self.options.bounds
             if bounds is not None and not bounds[0] <= number <= bounds[1]:
-                raise DataError(f"{what} {number:g} is outside task.bounds [{bounds[0]:g}, {bounds[1]:g}]", *split.where(i))
+                raise DataError(f"{what} {number:g} is outside task.bounds [{bounds[0]:g}, {bounds[1]:g}]", source, line)
             numbers.append(number)
         return numbers
 
+    def _split_targets(self, split: Split) -> list[list[float]]:
+        return [self._targets(value, line, split.source) for value, line in split.values("label")]
+
     def fit(self, train: Split) -> None:
-        first = train.rows[0].get("label") if train.rows else None
+        first, line = next(train.values("label"), (None, None))
         width = len(first) if isinstance(first, list) else 1
         if not self.targets:
             columns = train.info.get("label_columns") or []
@@ -73,9 +76,10 @@ class RegressionTask:
         elif len(self.targets) != width and first is not None:
             raise DataError(
                 f"task.targets names {len(self.targets)} target(s) ({', '.join(self.targets)}), but the rows have "
-                f"{width}; give one name per data.label column", *train.where(0),
+                f"{width}; give one name per data.label column", train.source, line,
             )
-        columns = list(zip(*(self._row_targets(train, i) for i in range(len(train)))))
+        self.pair = "text_pair" in train.columns
+        columns = list(zip(*self._split_targets(train)))
         self.shift, self.scale = [], []
         for values in columns:
             shift, scale = _normalizer(self.options.normalize, values)
@@ -83,24 +87,23 @@ class RegressionTask:
             self.scale.append(scale)
 
     def check(self, split: Split) -> None:
-        for i in range(len(split)):
-            self._row_targets(split, i)
+        self._split_targets(split)
 
     # --- features ----------------------------------------------------------------------------------------------
 
-    def encode(self, split: Split, tokenizer: Any, max_length: int, labelled: bool = True) -> list[dict[str, Any]]:
-        pair = bool(split.rows) and "text_pair" in split.rows[0]
-        if self.pair is None:
-            self.pair = pair
-        elif pair != self.pair:
+    def encode_batch(self, rows: dict[str, list[Any]], tokenizer: Any, max_length: int,
+                     labelled: bool = True) -> dict[str, list[Any]]:
+        pair = "text_pair" in rows
+        if self.pair is not None and pair != self.pair:
             trained = "pairs of texts" if self.pair else "single texts"
             given = "a pair of texts" if pair else "one text"
-            raise DataError(f"this model was trained on {trained}, but each row here has {given} (see data.text)", *split.where(0))
-
-        def label(i: int, row: dict[str, Any]) -> list[float]:
-            return [(v - s) / c for v, s, c in zip(self._row_targets(split, i), self.shift, self.scale)]
-
-        return encode_texts(split, tokenizer, max_length, label if labelled else None)
+            raise DataError(f"this model was trained on {trained}, but each row here has {given} (see data.text)",
+                            line=rows[LINE][0] if LINE in rows else None)
+        features = encode_texts(rows, tokenizer, max_length)
+        if labelled:
+            features["labels"] = [[(v - s) / c for v, s, c in zip(self._targets(value, line), self.shift, self.scale)]
+                                  for value, line in zip(rows["label"], rows.get(LINE, [None] * len(rows["label"])))]
+        return features
 
     def collate(self, features: list[dict[str, Any]], tokenizer: Any) -> dict[str, torch.Tensor]:
         import torch
@@ -119,7 +122,7 @@ class RegressionTask:
     def outputs(self, batch: dict[str, torch.Tensor], output: HeadOutput) -> list[Any]:
         return output.logits.float().cpu().tolist()
 
-    def predictions(self, split: Split, features: list[dict[str, Any]], outputs: list[Any]) -> list[Any]:
+    def predictions(self, split: Split, features: Any, outputs: list[Any]) -> list[Any]:
         by_row: list[Any] = [None] * len(split)
         for feature, raw in zip(features, outputs):
             by_row[feature["row"]] = self.denormalize(raw)
@@ -134,7 +137,7 @@ class RegressionTask:
         return values
 
     def references(self, split: Split) -> list[Any]:
-        return [self._row_targets(split, i) for i in range(len(split))]
+        return self._split_targets(split)
 
     def format_prediction(self, row: dict[str, Any], prediction: Any) -> dict[str, Any]:
         texts = {k: row[k] for k in ("text", "text_pair") if k in row}

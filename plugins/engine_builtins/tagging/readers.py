@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from engine import LINE, DataError, Split
-from engine_builtins.formats import load_files, read_text
+from engine_builtins.formats import load_files, read_lines
 
 DOCSTART = "-DOCSTART-"
 _SPACES = re.compile(r"[ \t]+")
 
 
-def read_conll(path: Path, options: Any, what: str) -> list[dict[str, Any]]:
+def read_conll(path: Path, options: Any, what: str) -> Iterator[dict[str, Any]]:
     """Sentences from a CoNLL file: blocks of token lines separated by whitespace-only lines.
 
     Every token line must have as many fields as the file's first one (a field count that changes is how a token
     with a space in it, or a missing tag, shows up); ``-DOCSTART-`` lines are skipped and end a sentence.
     """
-    text = read_text(path, options.encoding, what)
     rows: list[dict[str, Any]] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -39,9 +38,11 @@ def read_conll(path: Path, options: Any, what: str) -> list[dict[str, Any]]:
         tokens.clear()
         tags.clear()
 
-    # split("\n"), not splitlines(): the latter also breaks at \x1c-\x1e, \x85 and \u2028, which may sit in tokens.
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
+    # Lines end at "\n" only (not at \x1c-\x1e, \x85 or \u2028 as splitlines() would): those may sit in tokens.
+    for number, line in read_lines(path, options.encoding, what):
+        line = line.removesuffix("\n").removesuffix("\r")
+        yield from rows
+        rows.clear()
         if not line.strip():
             flush()
             continue
@@ -77,7 +78,7 @@ def read_conll(path: Path, options: Any, what: str) -> list[dict[str, Any]]:
             raise DataError(f"empty tag for token {fields[token_at].strip()!r}", path, number)
         tags.append(tag)
     flush()
-    return rows
+    yield from rows
 
 
 def _column(index: int, count: int) -> int | None:
@@ -86,16 +87,15 @@ def _column(index: int, count: int) -> int | None:
     return resolved if 0 <= resolved < count else None
 
 
-def read_plain(path: Path, options: Any, what: str) -> list[dict[str, Any]]:
+def read_plain(path: Path, options: Any, what: str) -> Iterator[dict[str, Any]]:
     """One row per non-blank line; the line is the text, split into tokens on whitespace by the task."""
-    text = read_text(path, options.encoding, what)
+    lines = read_lines(path, options.encoding, what)
     if options.labels_required:
         raise DataError(
             "plain text has no tags or labels to train or evaluate with. For a file with one token and its tag per "
             "line, set data.format to \"conll\" (engine evaluate and predict read such a file when it is named *.conll)", path,
         )
-    return [{LINE: number, "text": line.removesuffix("\r")}
-            for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    return ({LINE: number, "text": line.removesuffix("\n").removesuffix("\r")} for number, line in lines if line.strip())
 
 
 def load_conll(options: Any, base_dir: Path) -> dict[str, Split]:

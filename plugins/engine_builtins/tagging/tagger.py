@@ -10,13 +10,14 @@ inside (see ``schemes``); the saved model knows the BIO tags of the entity types
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
-from engine import DataError, Split, console
+from engine import LINE, DataError, Split, console
+from engine.task import Task
 from engine.head import HeadOutput, HeadSpec
 from engine_builtins.sentence_inputs import pad_batch
 from engine_builtins.tagging import TaggingOptions
-from engine_builtins.tagging.alignment import CHUNK, merge_windows, tokenize_sentences, window_features
+from engine_builtins.tagging.alignment import merge_windows, tokenize_sentences, window_features
 from engine_builtins.tagging.schemes import (
     OUTSIDE, TagError, check_scheme, detect_scheme, entities, normalize, split_tag, starts_with_inside,
 )
@@ -30,7 +31,7 @@ _WORD = re.compile(r"\S+")
 DEFAULT_METRICS = ["entity_f1", "entity_precision", "entity_recall", "entity_f1_macro", "token_accuracy", "entity_per_type"]
 
 
-class TaggingTask:
+class TaggingTask(Task):
     def __init__(self, options: TaggingOptions) -> None:
         self.options = options
         self.scheme: str = options.scheme
@@ -60,123 +61,130 @@ class TaggingTask:
             return [str(t) for t in text]
         return []
 
-    def _raw_tags(self, split: Split, i: int) -> list[str]:
-        row = split.rows[i]
-        tokens = self.tokens(row)
+    def _raw_tags(self, text: Any, value: Any, line: int | None, source: str | None = None) -> list[str]:
+        tokens = self.tokens({"text": text})
         if not tokens:
-            raise DataError("no tokens in this sentence", *split.where(i))
-        value = row.get("label")
+            raise DataError("no tokens in this sentence", source, line)
         if value is None:
-            raise DataError("missing tags", *split.where(i))
+            raise DataError("missing tags", source, line)
         tags = value.split() if isinstance(value, str) else value
         if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
-            raise DataError(f"expected a list of tag names such as ['B-PER', 'O'], got {value!r}", *split.where(i))
+            raise DataError(f"expected a list of tag names such as ['B-PER', 'O'], got {value!r}", source, line)
         if len(tags) != len(tokens):
-            raise DataError(f"{len(tags)} tags for {len(tokens)} tokens", *split.where(i))
+            raise DataError(f"{len(tags)} tags for {len(tokens)} tokens", source, line)
         return [t.strip() for t in tags]
 
-    def _tag_error(self, split: Split, i: int, error: TagError) -> DataError:
-        tokens = self.tokens(split.rows[i])
-        return DataError(f"token {error.index + 1} ({tokens[error.index]!r}): {error}", *split.where(i))
+    def _rows(self, split: Split) -> Iterator[tuple[Any, Any, int | None]]:
+        """``(text, label, line)`` of every row."""
+        for _, batch in split.batches(["text", "label", LINE]):
+            n = len(batch["text"])
+            yield from zip(batch["text"], batch.get("label", [None] * n), batch.get(LINE, [None] * n))
 
-    def _checked(self, split: Split) -> tuple[list[list[str]], str]:
+    def _tag_error(self, text: Any, line: int | None, source: str, error: TagError) -> DataError:
+        tokens = self.tokens({"text": text})
+        return DataError(f"token {error.index + 1} ({tokens[error.index]!r}): {error}", source, line)
+
+    def _checked(self, split: Split) -> tuple[list[tuple[Any, int | None]], list[list[str]], str]:
         """Every row's tags, checked against the scheme (declared, or detected in this split) and the known types."""
-        sequences = [self._raw_tags(split, i) for i in range(len(split))]
-        for i, tags in enumerate(sequences):
+        rows = [(text, line) for text, _, line in self._rows(split)]
+        sequences = [self._raw_tags(text, value, line, split.source) for text, value, line in self._rows(split)]
+        for (text, line), tags in zip(rows, sequences):
             for k, tag in enumerate(tags):
                 try:
                     split_tag(tag)
                 except ValueError as exc:
-                    raise self._tag_error(split, i, TagError(str(exc), k)) from None
+                    raise self._tag_error(text, line, split.source, TagError(str(exc), k)) from None
         if self.options.scheme == "auto":
-            self._check_one_family(split, sequences)
+            self._check_one_family(split, rows, sequences)
             scheme = detect_scheme(sequences)
         else:
             scheme = self.options.scheme
-        for i, tags in enumerate(sequences):
+        for (text, line), tags in zip(rows, sequences):
             try:
                 check_scheme(tags, scheme)
             except TagError as exc:
                 hint = "" if self.options.scheme == "auto" else " (task.scheme is set; use \"auto\" to detect it)"
-                raise self._tag_error(split, i, TagError(f"inconsistent tag scheme: {exc}{hint}", exc.index)) from None
+                raise self._tag_error(text, line, split.source,
+                                      TagError(f"inconsistent tag scheme: {exc}{hint}", exc.index)) from None
         if scheme == "bio" and self.options.scheme == "bio":
             odd = sum(starts_with_inside(tags) for tags in sequences)
             if odd:
                 console.warn(f"{split.source}: {odd} sentence(s) have an entity that begins with I- in BIO data; "
                              "read as an entity start, as conlleval does")
-        return sequences, scheme
+        return rows, sequences, scheme
 
-    def _check_one_family(self, split: Split, sequences: list[list[str]]) -> None:
+    def _check_one_family(self, split: Split, rows: list[tuple[Any, int | None]], sequences: list[list[str]]) -> None:
         """BIOES (E-, S-) and BILOU (L-, U-) prefixes in one file: point at the first tag that mixes them."""
-        first: tuple[str, int] | None = None  # a tag of the family seen first, and its row
-        for i, tags in enumerate(sequences):
+        first: tuple[str, int | None] | None = None  # a tag of the family seen first, and its line
+        for (text, line), tags in zip(rows, sequences):
             for k, tag in enumerate(tags):
                 family = {"E": "BIOES", "S": "BIOES", "L": "BILOU", "U": "BILOU"}.get(tag[:1]) if tag != OUTSIDE else None
                 if family is None:
                     continue
                 if first is None:
-                    first = (tag, i)
+                    first = (tag, line)
                 elif family not in ("BIOES" if first[0][0] in "ES" else "BILOU"):
-                    where = split.where(first[1])[1]
-                    raise self._tag_error(split, i, TagError(
+                    raise self._tag_error(text, line, split.source, TagError(
                         f"inconsistent tag scheme: {tag!r} is a {family} tag, but {first[0]!r} "
-                        f"(line {where}) is not; use one scheme throughout", k))
+                        f"(line {first[1]}) is not; use one scheme throughout", k))
 
-    def _check_types(self, split: Split, sequences: list[list[str]]) -> None:
+    def _check_types(self, split: Split, rows: list[tuple[Any, int | None]], sequences: list[list[str]]) -> None:
         known = set(self.entity_types)
-        for i, tags in enumerate(sequences):
+        for (text, line), tags in zip(rows, sequences):
             for k, tag in enumerate(tags):
                 kind = split_tag(tag)[1]
                 if tag != OUTSIDE and kind not in known:
-                    raise self._tag_error(split, i, TagError(
+                    raise self._tag_error(text, line, split.source, TagError(
                         f"unknown tag {tag!r}: entity type {kind!r} is not among the model's types "
                         f"({', '.join(self.entity_types)})", k))
 
     def fit(self, train: Split) -> None:
-        sequences, self.scheme = self._checked(train)
+        rows, sequences, self.scheme = self._checked(train)
         if not self.entity_types:
             self.entity_types = sorted({split_tag(t)[1] for tags in sequences for t in tags if t != OUTSIDE})
             if not self.entity_types:
                 raise DataError("the training data has no entities (every tag is 'O')", train.source)
             self.tag_names = _bio_tags(self.entity_types)
-        self._check_types(train, sequences)
+        self._check_types(train, rows, sequences)
         how = "declared" if self.options.scheme != "auto" else "detected"
         used = "" if self.scheme == "bio" else ", used as BIO"
         console.info(f"tags: {self.scheme.upper()} ({how}{used}); {len(self.entity_types)} entity types: "
                      f"{', '.join(self.entity_types)}")
 
     def check(self, split: Split) -> None:
-        self._check_types(split, self._checked(split)[0])
+        rows, sequences, _ = self._checked(split)
+        self._check_types(split, rows, sequences)
 
     def references(self, split: Split) -> list[Any]:
-        return [normalize(self._raw_tags(split, i)) for i in range(len(split))]
+        return [normalize(self._raw_tags(text, value, line, split.source)) for text, value, line in self._rows(split)]
 
     # --- features ----------------------------------------------------------------------------------------------
 
-    def encode(self, split: Split, tokenizer: Any, max_length: int, labelled: bool = True) -> list[dict[str, Any]]:
+    def encode_batch(self, rows: dict[str, list[Any]], tokenizer: Any, max_length: int,
+                     labelled: bool = True) -> dict[str, list[Any]]:
         index = {name: i for i, name in enumerate(self.tag_names)}
         # In "all" mode a word's later subwords continue its entity: B-X -> I-X.
         continuation = [index[f"I-{name[2:]}"] if name.startswith("B-") else i for i, name in enumerate(self.tag_names)]
-        sentences = [self.tokens(row) for row in split.rows]
-        for i, words in enumerate(sentences):
+        lines = rows.get(LINE, [None] * len(rows["text"]))
+        sentences = [self.tokens({"text": text}) for text in rows["text"]]
+        for words, line in zip(sentences, lines):
             if not words:
-                raise DataError("no tokens in this text", *split.where(i))
-        references = self.references(split) if labelled else None
-        features: list[dict[str, Any]] = []
-        windowed = 0
-        chunks = range(0, len(sentences), CHUNK)
-        for start in console.track(chunks, total=len(chunks), description=f"tokenize {split.name}", unit="chunks"):
-            for i, tok in enumerate(tokenize_sentences(tokenizer, sentences[start : start + CHUNK]), start=start):
-                tags = [index[t] for t in references[i]] if references is not None else None
-                parts = window_features(tok, tags, max_length, self.options.stride, self.options.label_subwords,
-                                        continuation)
-                windowed += len(parts) > 1
-                for part in parts:
-                    part["row"] = i
-                features.extend(parts)
-        if windowed:
-            console.info(f"{split.name}: {windowed} sentence(s) longer than model.max_length={max_length} tokens are "
-                         f"read in overlapping windows (task.stride={self.options.stride})")
+                raise DataError("no tokens in this text", line=line)
+        features: dict[str, list[Any]] = {}
+        for j, tok in enumerate(tokenize_sentences(tokenizer, sentences)):
+            tags = None
+            if labelled:
+                names = normalize(self._raw_tags(rows["text"][j], rows["label"][j], lines[j]))
+                unknown = [t for t in names if t not in index]
+                if unknown:
+                    raise DataError(f"unknown tag {unknown[0]!r}; the model's tags are: {', '.join(self.tag_names)}",
+                                    line=lines[j])
+                tags = [index[t] for t in names]
+            for part in window_features(tok, tags, max_length, self.options.stride, self.options.label_subwords,
+                                        continuation):
+                part["row"] = j
+                for key, value in part.items():
+                    features.setdefault(key, []).append(value)
         return features
 
     def collate(self, features: list[dict[str, Any]], tokenizer: Any) -> dict[str, torch.Tensor]:
@@ -217,13 +225,13 @@ class TaggingTask:
             start += n
         return values
 
-    def predictions(self, split: Split, features: list[dict[str, Any]], outputs: list[Any]) -> list[Any]:
+    def predictions(self, split: Split, features: Any, outputs: list[Any]) -> list[Any]:
         parts: list[list[Any]] = [[] for _ in range(len(split))]
         for feature, values in zip(features, outputs):
             parts[feature["row"]].append((feature["words"], feature["context"], values))
         result = []
-        for i, row_parts in enumerate(parts):
-            ids = merge_windows(len(self.tokens(split.rows[i])), row_parts)
+        for text, row_parts in zip(split.column("text"), parts):
+            ids = merge_windows(len(self.tokens({"text": text})), row_parts)
             # Windows (or a softmax head) may join into an I- after O; read as an entity start, written as B-.
             result.append({"tags": normalize([self.tag_names[t] for t in ids])})
         return result

@@ -1,0 +1,213 @@
+"""Rows to features: the task's ``encode_batch`` run over a split with ``Dataset.map``, in several processes for
+large splits, and cached (see ``engine.cache``), so a node tokenizes a split once and a second run not at all.
+
+Features are Arrow rows too: the training loader and evaluation read the ones a batch needs, as dicts, and hand
+them to the task's ``collate``. Every feature has ``row`` (the index of its row in the split) and ``length``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+import uuid
+import warnings
+from functools import partial
+from typing import Any, Callable, Iterator
+
+from engine import cache, console
+from engine.data import Split, decode_batch, rows_of
+from engine.errors import DataError, EngineError
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+BATCH = 1000  # rows per encode_batch call
+PARALLEL_FROM = 50_000  # rows: smaller splits tokenize in this process (starting workers costs more than it saves)
+
+
+def encodes_in_batches(task: Any) -> bool:
+    """Whether a task implements the batched contract (rather than only the ``encode`` of engine 0.1)."""
+    from engine.task import Task
+
+    method = getattr(type(task), "encode_batch", None)
+    return method is not None and method is not Task.encode_batch
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of what the tokenizer does (its vocabulary, rules and inputs), wherever it was loaded from."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        text = backend.to_str()
+    else:
+        from datasets.fingerprint import Hasher
+
+        text = Hasher.hash(tokenizer)
+    text += json.dumps([type(tokenizer).__name__, list(tokenizer.model_input_names)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def _encode(batch: dict[str, list[Any]], indices: list[int], *, task: Any, tokenizer: Any, max_length: int,
+            labelled: bool, source: str) -> dict[str, Any]:
+    """One ``Dataset.map`` batch: the task's columns, with ``row`` made absolute and ``length`` filled in."""
+    try:
+        out = dict(task.encode_batch(decode_batch(batch), tokenizer, max_length, labelled))
+    except DataError as exc:
+        if exc.file is None:
+            raise DataError(exc.message, source, exc.line) from None
+        raise
+    count = len(out["input_ids"])
+    relative = out.pop("row", None)
+    if relative is None:
+        if count != len(indices):
+            raise EngineError(f"{type(task).__name__}.encode_batch returned {count} features for {len(indices)} rows "
+                              "and no 'row' column saying which row each came from")
+        relative = range(count)
+    out["row"] = [indices[r] for r in relative]
+    out.setdefault("length", [len(ids) for ids in out["input_ids"]])
+    return out
+
+
+def feature_types(encode: Callable[..., dict[str, Any]], split: Split) -> Any:
+    """The Arrow types of the features, from a first batch: as inferred, but 32-bit token ids (half the disk and
+    page cache of 64-bit ones)."""
+    import datasets
+
+    first = split.data.select(range(min(BATCH, len(split))))
+    sample = encode(first[:], list(range(first.num_rows)))
+    types = datasets.Dataset.from_dict(sample).features
+    for key in MODEL_INPUTS:
+        if key in types:
+            types[key] = datasets.List(datasets.Value("int32"))
+    return types
+
+
+_warned: set[type] = set()
+
+
+def encode_split(task: Any, split: Split, tokenizer: Any, max_length: int, *, labelled: bool = True,
+                 num_proc: int | None = None, key: Any = None) -> Any:
+    """The features of every row of ``split``: a ``datasets.Dataset`` (an ``IterableDataset``, encoded as it is
+    read, for a streamed split). Cached when the split has a fingerprint; ``key`` adds what else identifies the
+    task (its options, its plugin's version)."""
+    if not encodes_in_batches(task):
+        return _encode_legacy(task, split, tokenizer, max_length, labelled)
+    encode = partial(_encode, task=task, tokenizer=tokenizer, max_length=max_length, labelled=labelled,
+                     source=split.source)
+    columns = split.data.column_names
+    if split.streaming:
+        return split.data.map(encode, batched=True, batch_size=BATCH, with_indices=True, remove_columns=columns)
+    rows = len(split)
+    procs = num_proc or (min(os.cpu_count() or 1, 8) if rows >= PARALLEL_FROM else 1)
+    procs = max(1, min(procs, rows // BATCH or 1))
+
+    def run_map(folder: Any) -> Any:
+        import datasets
+
+        started = time.perf_counter()
+        if console.console.quiet:
+            datasets.disable_progress_bars()
+        else:
+            datasets.enable_progress_bars()
+        try:
+            features = split.data.map(
+                encode, batched=True, batch_size=BATCH, with_indices=True, remove_columns=columns, num_proc=procs,
+                desc=f"tokenize {split.name}", new_fingerprint=key_hash or uuid.uuid4().hex,
+                features=feature_types(encode, split),
+                cache_file_name=str(folder / "features.arrow") if folder is not None else None,
+            )
+        finally:
+            datasets.disable_progress_bars()
+        console.info(f"{split.name}: {rows:,} rows tokenized in {time.perf_counter() - started:.1f} s"
+                     + (f" ({procs} processes)" if procs > 1 else ""))
+        return features
+
+    if split.fingerprint is None:
+        key_hash = ""
+        features = run_map(None)
+    else:
+        key_hash = cache.fingerprint("features", split.fingerprint, type(task).__module__, type(task).__qualname__,
+                                     task.state_dict(), tokenizer_fingerprint(tokenizer), max_length, labelled, key)
+        entry = cache.lookup("features", key_hash)
+        if entry is None:
+            entry = cache.build("features", key_hash, lambda folder: {
+                "source": split.source, "split": split.name, "rows": rows, "features": run_map(folder).num_rows})
+        else:
+            console.info(f"{split.name}: features read from the cache ({entry})")
+        features = cache.load(entry, "features")
+    report(split, features, max_length)
+    return features
+
+
+def _encode_legacy(task: Any, split: Split, tokenizer: Any, max_length: int, labelled: bool) -> Any:
+    """A task written for engine 0.1 encodes a whole split into a list: still works, in memory and uncached."""
+    import datasets
+
+    if type(task) not in _warned:
+        _warned.add(type(task))
+        message = (f"{type(task).__module__}.{type(task).__qualname__} implements encode(split, ...), which engine 0.2 "
+                   "deprecates and 0.3 removes; implement encode_batch(rows, tokenizer, max_length, labelled) instead "
+                   "(docs/plugins.md, 'Migrating to encode_batch'): it tokenizes in parallel, is cached between runs, "
+                   "and scales past memory")
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        console.warn(message)
+    features = task.encode(split, tokenizer, max_length, labelled=labelled)
+    return datasets.Dataset.from_list(features) if features else datasets.Dataset.from_dict({"row": [], "length": []})
+
+
+def report(split: Split, features: Any, max_length: int) -> None:
+    """Say how many rows were truncated, and how many were read as several features (windows)."""
+    import numpy as np
+
+    if not features.num_rows:
+        return
+    row = features.data.column("row").to_numpy()
+    length = features.data.column("length").to_numpy()
+    per_row = np.bincount(row, minlength=len(split))
+    truncated = int(((length >= max_length) & (per_row[row] == 1)).sum())
+    windowed = int((per_row > 1).sum())
+    if truncated:
+        console.warn(f"{split.name}: {truncated} of {len(split)} rows reached model.max_length={max_length} tokens "
+                     "and were truncated")
+    if windowed:
+        console.info(f"{split.name}: {windowed} row(s) longer than model.max_length={max_length} tokens are read as "
+                     f"{int(per_row[per_row > 1].sum())} overlapping windows")
+
+
+def lengths(features: Any) -> list[int]:
+    return features.data.column("length").to_pylist() if hasattr(features, "data") else [f["length"] for f in features]
+
+
+def take(features: Any, indices: list[int]) -> list[dict[str, Any]]:
+    """The features at ``indices``, as dicts (what ``collate`` gets)."""
+    if isinstance(features, list):
+        return [features[i] for i in indices]
+    return rows_of(features[indices])
+
+
+AUGMENT_CHUNK = 1000  # rows an augmentation sees at once, each chunk with its own seeded generator
+
+
+def augment(train: Split, augmentations: list[Callable[[list[dict[str, Any]], random.Random], list[dict[str, Any]]]],
+            configs: list[Any], seed: int) -> Split:
+    """The training split through the augmentations, chunk by chunk: each chunk of ``AUGMENT_CHUNK`` rows gets a
+    generator seeded by ``seed`` and its position, so a run reproduces whatever reads it (a stream, several
+    processes). Cached with the split's rows."""
+    from engine.data import rows_to_dataset, stream_rows
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for index, (_, batch) in enumerate(train.batches(size=AUGMENT_CHUNK)):
+            chunk = rows_of(batch)
+            rng = random.Random(f"{seed}:{index}")
+            for apply in augmentations:
+                chunk = apply(chunk, rng)
+            yield from chunk
+
+    if train.streaming:
+        return train.with_rows(stream_rows(rows, train.source))
+    if train.fingerprint is None:
+        return train.with_rows(rows_to_dataset(rows(), train.source))
+    key = cache.fingerprint("augmented", train.fingerprint, configs, seed)
+    entry = cache.lookup("rows", key) or cache.build("rows", key, lambda folder: {
+        "source": train.source, "rows": rows_to_dataset(rows(), train.source, folder / "rows.arrow").num_rows})
+    return train.with_rows(cache.load(entry, "rows"), fingerprint=key)
