@@ -153,6 +153,13 @@ class Rows(Sequence[dict[str, Any]]):
         for _, batch in self.split.batches(size=CHUNK):
             yield from rows_of(batch)
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, Rows)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
 
 # --- Arrow encoding of rows -------------------------------------------------------------------------------------
 

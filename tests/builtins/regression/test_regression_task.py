@@ -10,6 +10,7 @@ import torch
 from engine import DataError, Split
 from engine_builtins.regression import RegressionOptions
 from engine_builtins.regression.regressor import RegressionTask, regression_loss
+from engine.features import encode_split
 
 GOOD = ["good", "great", "love", "best", "nice", "excellent"]
 BAD = ["bad", "terrible", "hate", "worst", "poor", "awful"]
@@ -121,7 +122,7 @@ def test_normalization_is_fitted_on_train_and_inverted(how, shift, scale, tiny_m
     task = regression(normalize=how)
     task.fit(train)
     assert (task.shift, task.scale) == (pytest.approx(shift), pytest.approx(scale))
-    features = task.encode(train, AutoTokenizer.from_pretrained(tiny_model_dir), 16)
+    features = encode_split(task, train, AutoTokenizer.from_pretrained(tiny_model_dir), 16)
     normalized = [f["labels"] for f in features]
     assert [task.denormalize(v) for v in normalized] == [pytest.approx([float(a), float(b)]) for a, b in
                                                          (r["label"] for r in train.rows)]
@@ -161,11 +162,11 @@ def test_a_model_trained_on_pairs_refuses_single_texts(tiny_model_dir):
     task = regression()
     train = split(["1", "2"], pair=True)
     task.fit(train)
-    task.encode(train, tokenizer, 16)
+    encode_split(task, train, tokenizer, 16)
     restored = regression()
     restored.load_state_dict(json.loads(json.dumps(task.state_dict())))
     with pytest.raises(DataError, match="trained on pairs of texts, but each row here has one text"):
-        restored.encode(split(["1"]), tokenizer, 16, labelled=False)
+        encode_split(restored, split(["1"]), tokenizer, 16, labelled=False)
 
 
 # --- through the CLI ------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from engine.config import resolve
 from engine_builtins.formats import JsonlOptions, load_jsonl
 from engine_builtins.tagging import TaggingOptions
 from engine_builtins.tagging.tagger import TaggingTask
+from engine.features import encode_split
 
 
 def split_of(*sentences, name="train"):
@@ -48,7 +49,7 @@ def test_jsonl_tokens_and_tags_train_like_conll(tmp_path, tiny_model_dir):
     task.fit(split)
     assert task.tag_names == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
     assert task.references(split)[1] == ["B-PER", "O", "O"]
-    features = task.encode(split, AutoTokenizer.from_pretrained(tiny_model_dir), 128)
+    features = encode_split(task, split, AutoTokenizer.from_pretrained(tiny_model_dir), 128)
     assert [f["labels"] for f in features] == [[3, 0, 1, 2], [3, 0, 0]]
 
 
@@ -110,8 +111,8 @@ def test_batches_give_one_prediction_per_word_in_every_subword_mode(tiny_model_d
     task = fitted(*sentences, label_subwords=mode)
     split = split_of(*sentences, name="validation")
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    features = task.encode(split, tokenizer, 128)
-    batch = task.collate(features, tokenizer)
+    features = encode_split(task, split, tokenizer, 128)
+    batch = task.collate(list(features), tokenizer)
     assert batch["tag_mask"].sum().item() == len([p for f in features for p in f["tag_positions"]])
     torch.manual_seed(0)
     spec = task.head_spec(32)
