@@ -1,4 +1,4 @@
-"""`engine`: run, validate, schema, predict, evaluate, plugins. Heavy imports wait until a command needs them."""
+"""`engine`: run, validate, schema, predict, evaluate, plugins, cache. Heavy imports wait until a command needs them."""
 
 from __future__ import annotations
 
@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hook", help="only plugins implementing this hook, e.g. build_head")
     p.add_argument("--components", action="store_true", help="also list the components each plugin declares")
     _plugin_flags(p)
+
+    p = commands.add_parser("cache", help="show the data cache (parsed data, tokenized features), or clear it")
+    p.add_argument("--clear", action="store_true", help="remove every entry (or, with --older-than, the unused ones)")
+    p.add_argument("--older-than", type=float, metavar="DAYS", help="with --clear: only entries unused for DAYS days")
     return parser
 
 
@@ -203,7 +207,37 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "schema": cmd_schema, "predict": cmd_predict,
+def cmd_cache(args: argparse.Namespace) -> int:
+    import time
+
+    from engine import cache
+
+    root = cache.cache_root()
+    if args.clear:
+        count, freed = cache.clear(args.older_than)
+        print(f"removed {count} entr{'y' if count == 1 else 'ies'} ({_size(freed)}) from {root}")
+        return 0
+    found = cache.entries()
+    print(f"{root}: {len(found)} entr{'y' if len(found) == 1 else 'ies'}, {_size(sum(e.size for e in found))} "
+          "(set ENGINE_CACHE to move it; engine cache --clear empties it)")
+    for e in found:
+        count = e.info.get("features", e.info.get("rows"))
+        what = f"{e.info.get('split', '')} features" if e.kind == "features" else "rows"
+        days = (time.time() - e.last_used) / 86400
+        print(f"  {e.kind}/{e.key}  {_size(e.size):>9}  {count:>11,} {what:<16} used {days:.1f} days ago  "
+              f"{e.info.get('source', '')}")
+    return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+COMMANDS = {"cache": cmd_cache, "run": cmd_run, "validate": cmd_validate, "schema": cmd_schema, "predict": cmd_predict,
             "evaluate": cmd_evaluate, "plugins": cmd_plugins}
 
 

@@ -121,6 +121,19 @@ class Split:
         line = self.data[index][LINE] if LINE in self.data.column_names else None
         return self.source, line
 
+    def head(self, n: int) -> Split:
+        """The first ``n`` rows, in memory (how a stream is fitted)."""
+        def rows() -> Iterator[dict[str, Any]]:
+            count = 0
+            for _, batch in self.batches(size=min(n, CHUNK)):
+                for row in rows_of(batch)[: n - count]:
+                    yield row
+                    count += 1
+                if count >= n:
+                    return
+
+        return self.with_rows(rows_to_dataset(rows(), self.source))
+
     def with_rows(self, rows: Any, fingerprint: str | None = None) -> Split:
         """This split (name, source, info) with other rows: an augmented copy, a prefix."""
         return Split(self.name, rows, self.source, self.info, fingerprint=fingerprint)

@@ -82,6 +82,48 @@ class LengthGroupedBatches(Sampler[list[int]]):
             yield batch[self.rank :: self.num_processes]
 
 
+class StreamBatches(torch.utils.data.IterableDataset):
+    """Length-grouped batches from a stream of features (``data.streaming``), in flat memory.
+
+    The stream is read in buffers of ``BUFFER_BATCHES`` global batches; each buffer is shuffled, grouped by length
+    and cut into batches as ``LengthGroupedBatches`` does with a whole split, and this process takes its share. The
+    stream is read again for every epoch (a new shuffle within each buffer), and ``start_epoch(epoch, skip)`` skips
+    ``skip`` batches by reading past them: a resume is exact, at the cost of reading the skipped part again.
+    """
+
+    def __init__(self, features: Any, batch_size: int, seed: int, group: bool = True, *,
+                 num_processes: int = 1, rank: int = 0) -> None:
+        self.features, self.batch_size, self.seed, self.group = features, batch_size, seed, group
+        self.num_processes, self.rank = num_processes, rank
+        self.epoch, self.skip = 0, 0
+
+    def start_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        size = self.batch_size * self.num_processes * BUFFER_BATCHES
+        done = 0
+        buffer: list[dict[str, Any]] = []
+        for part, feature in enumerate(self.features):
+            buffer.append(feature)
+            if len(buffer) == size:
+                yield from self._batches(buffer, part, done)
+                done += math.ceil(len(buffer) / (self.batch_size * self.num_processes))
+                buffer = []
+        if buffer:
+            yield from self._batches(buffer, -1, done)
+
+    def _batches(self, buffer: list[dict[str, Any]], part: int, done: int) -> Iterator[list[dict[str, Any]]]:
+        sampler = LengthGroupedBatches([f["length"] for f in buffer], self.batch_size, self.seed * 7919 + part,
+                                       self.group, num_processes=self.num_processes, rank=self.rank)
+        sampler.start_epoch(self.epoch, skip=max(0, self.skip - done))
+        for indices in sampler:
+            yield [buffer[i] for i in indices]
+
+
+BUFFER_BATCHES = 50  # global batches in a streaming shuffle buffer (as in one sorted chunk of LengthGroupedBatches)
+
+
 def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Evaluation batches, longest first: least padding, and the first batch shows the worst-case memory."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
@@ -158,6 +200,9 @@ def load_splits(resolved: ResolvedTask) -> dict[str, Split]:
     splits = resolved.data.build(resolved.base_dir)
     if "train" not in splits:
         raise ConfigError([ConfigIssue("data.train", "missing: a training file is needed to train")], resolved.source)
+    if splits["train"].streaming and not resolved.training.max_steps:
+        raise ConfigError([ConfigIssue("training.max_steps", "missing: a streamed training split (data.streaming) "
+                                       "has no known length, so the run needs a number of steps")], resolved.source)
     for split in splits.values():
         if not split.streaming and not len(split):
             raise EngineError(f"{split.source}: the {split.name} split is empty")
@@ -219,7 +264,9 @@ class Run:
         # first process of each node reads (and tokenizes, below) into the data cache; the others map its files.
         with accelerator.local_main_process_first():
             self.splits = load_splits(resolved)
-        self.task.fit(self.splits["train"])
+        train = self.splits["train"]
+        # A stream is fitted on its first rows; what they miss (a label seen later) fails as it is read, with its line.
+        self.task.fit(train.head(getattr(resolved.data.options, "fit_rows", 100_000)) if train.streaming else train)
         for name, split in self.splits.items():
             if name != "train":
                 self.task.check(split)
@@ -247,18 +294,31 @@ class Run:
         monitor, mode = monitor_and_mode(resolved, self.task, self.splits)
 
         # Batches: global batches of batch_size per process, each process reading its share (see the sampler).
-        self.sampler = LengthGroupedBatches(lengths(self.features["train"]), training.batch_size,
-                                            training.seed, training.group_by_length,
-                                            num_processes=accelerator.num_processes, rank=accelerator.process_index)
         # A generator of its own: each new iterator over a DataLoader draws a seed from the global RNG otherwise,
         # and a resumed run, which starts its iterator at another moment, would then draw other dropout masks.
-        loader = DataLoader(self.features["train"], batch_sampler=self.sampler, generator=torch.Generator(),
-                            collate_fn=partial(collate, self.task, self.tokenizer))
+        shards = {"num_processes": accelerator.num_processes, "rank": accelerator.process_index}
+        pad = partial(collate, self.task, self.tokenizer)
+        self.streaming = self.splits["train"].streaming
+        self.sampler: LengthGroupedBatches | StreamBatches
+        if self.streaming:
+            self.sampler = StreamBatches(self.features["train"], training.batch_size, training.seed,
+                                         training.group_by_length, **shards)
+            loader = DataLoader(self.sampler, batch_size=None, generator=torch.Generator(),
+                                collate_fn=lambda features: pad(features))
+        else:
+            self.sampler = LengthGroupedBatches(lengths(self.features["train"]), training.batch_size, training.seed,
+                                                training.group_by_length, **shards)
+            loader = DataLoader(self.features["train"], batch_sampler=self.sampler, generator=torch.Generator(),
+                                collate_fn=pad)
         # The sampler already shards; Accelerate only places batches and tells `accumulate` where an epoch ends.
         self.loader = prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0, put_on_device=True)
-        steps_per_epoch = math.ceil(len(self.sampler) / training.gradient_accumulation_steps)
-        epochs = math.ceil(training.max_steps / steps_per_epoch) if training.max_steps else training.epochs
-        total_steps = training.max_steps or steps_per_epoch * epochs
+        if self.streaming:  # a stream's length is unknown: passes over it until max_steps (see load_splits)
+            assert training.max_steps is not None
+            steps_per_epoch, epochs, total_steps = 0, training.max_steps, training.max_steps
+        else:
+            steps_per_epoch = math.ceil(len(self.sampler) / training.gradient_accumulation_steps)
+            epochs = math.ceil(training.max_steps / steps_per_epoch) if training.max_steps else training.epochs
+            total_steps = training.max_steps or steps_per_epoch * epochs
 
         # Optimisation. Freezing comes before DDP wraps the model: what never trains stays out of it.
         trainable_at_any_epoch(self.freezer, model, epochs)
@@ -325,12 +385,17 @@ class Run:
         callbacks.fire("on_train_begin", state)
         self.model.train()
         with console.progress() as bar:
-            epochs, steps = divmod(state.max_steps, state.steps_per_epoch)
-            total = self.samples_through(epochs, steps * self.training.gradient_accumulation_steps)
-            done = self.samples_through(state.epoch, state.epoch_batches)
+            if self.streaming:
+                total = state.max_steps * self.training.gradient_accumulation_steps * self.global_batch
+                done = state.samples
+            else:
+                epochs, steps = divmod(state.max_steps, state.steps_per_epoch)
+                total = self.samples_through(epochs, steps * self.training.gradient_accumulation_steps)
+                done = self.samples_through(state.epoch, state.epoch_batches)
             job = bar.add_task("train", total=total, completed=done, unit="samples", postfix="")
             while state.epoch < state.epochs and not self.finished():
-                bar.update(job, description=f"epoch {state.epoch + 1}/{state.epochs}")
+                what = f"pass {state.epoch + 1}" if self.streaming else f"epoch {state.epoch + 1}/{state.epochs}"
+                bar.update(job, description=what)
                 self.train_epoch(bar, job)
         callbacks.fire("on_train_end", state)
 
@@ -344,7 +409,7 @@ class Run:
             callbacks.fire("on_epoch_begin", state)
         losses: list[float] = []
         self.tick = time.perf_counter()
-        evaluated = False
+        evaluated, complete = False, True
         for batch in self.loader:
             with accelerator.accumulate(model):
                 out = model(**batch)
@@ -372,15 +437,16 @@ class Run:
                     self.evaluate_and_select()
                 evaluated = True
             if self.finished():
+                complete = self.streaming is False and state.epoch_batches >= len(self.sampler)
                 break
-            if state.epoch_batches < len(self.sampler) and self.checkpoint_due():
+            if (self.streaming or state.epoch_batches < len(self.sampler)) and self.checkpoint_due():
                 with self.clock_stopped():
                     self.save_checkpoint()
         state.train_seconds += time.perf_counter() - self.tick
         if not evaluated:  # an epoch ends with an evaluation, unless a step's just ran
             self.evaluate_and_select()
         callbacks.fire("on_epoch_end", state)
-        if state.epoch_batches >= len(self.sampler):
+        if complete:
             state.epoch, state.epoch_batches = state.epoch + 1, 0
         self.save_checkpoint()
         if state.should_stop:
@@ -400,10 +466,14 @@ class Run:
     def finished(self) -> bool:
         return self.state.should_stop or self.state.global_step >= self.state.max_steps
 
+    @property
+    def global_batch(self) -> int:
+        return self.training.batch_size * self.accelerator.num_processes
+
     def samples_through(self, epochs: int, batches: int) -> int:
         """Training samples in ``epochs`` whole epochs and ``batches`` batches of the next (for the progress bar)."""
         per_epoch = len(self.features["train"])
-        return epochs * per_epoch + min(batches * self.training.batch_size * self.accelerator.num_processes, per_epoch)
+        return epochs * per_epoch + min(batches * self.global_batch, per_epoch)
 
     @contextmanager
     def clock_stopped(self) -> Iterator[None]:
