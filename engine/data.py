@@ -178,7 +178,9 @@ class Rows(Sequence[dict[str, Any]]):
 
 
 def decode_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {(k[: -len(JSON)] if k.endswith(JSON) else k): (_loads(v) if k.endswith(JSON) else v) for k, v in row.items()}
+    """A stored row as the format wrote it (columns it has no value in left out)."""
+    return {(k[: -len(JSON)] if k.endswith(JSON) else k): (_loads(v) if k.endswith(JSON) else v)
+            for k, v in row.items() if v is not None}
 
 
 def decode_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:

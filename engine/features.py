@@ -23,6 +23,7 @@ from engine.errors import DataError, EngineError
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 BATCH = 1000  # rows per encode_batch call
+TYPE_SAMPLE = 64  # rows encoded first to learn the features' types
 PARALLEL_FROM = 50_000  # rows: smaller splits tokenize in this process (starting workers costs more than it saves)
 
 
@@ -38,7 +39,9 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A hash of what the tokenizer does (its vocabulary, rules and inputs), wherever it was loaded from."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        text = backend.to_str()
+        # Without the truncation and padding settings, which the last call left there.
+        text = json.dumps({k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")},
+                          sort_keys=True)
     else:
         from datasets.fingerprint import Hasher
 
@@ -69,11 +72,11 @@ def _encode(batch: dict[str, list[Any]], indices: list[int], *, task: Any, token
 
 
 def feature_types(encode: Callable[..., dict[str, Any]], split: Split) -> Any:
-    """The Arrow types of the features, from a first batch: as inferred, but 32-bit token ids (half the disk and
-    page cache of 64-bit ones)."""
+    """The Arrow types of the features, from the first rows encoded once more: as inferred, but 32-bit token ids
+    (half the disk and page cache of 64-bit ones)."""
     import datasets
 
-    first = split.data.select(range(min(BATCH, len(split))))
+    first = split.data.select(range(min(TYPE_SAMPLE, len(split))))
     sample = encode(first[:], list(range(first.num_rows)))
     types = datasets.Dataset.from_dict(sample).features
     for key in MODEL_INPUTS:
@@ -170,8 +173,8 @@ def report(split: Split, features: Any, max_length: int) -> None:
         console.warn(f"{split.name}: {truncated} of {len(split)} rows reached model.max_length={max_length} tokens "
                      "and were truncated")
     if windowed:
-        console.info(f"{split.name}: {windowed} row(s) longer than model.max_length={max_length} tokens are read as "
-                     f"{int(per_row[per_row > 1].sum())} overlapping windows")
+        console.info(f"{split.name}: {windowed} row(s) are read as several features ({int(per_row[per_row > 1].sum())} "
+                     f"in all), as the task does with inputs longer than model.max_length={max_length} tokens")
 
 
 def lengths(features: Any) -> list[int]:

@@ -1,0 +1,222 @@
+"""Splits on Arrow, the data cache, and batched encoding: what a user with a large or changing data set relies on.
+
+A second run on the same data reads the cache; a change to any input of the features tokenizes again; data errors
+still name the file and line, from whichever tokenizing process meets them; old-style task plugins keep working."""
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from engine import LINE, DataError, Split, cache
+from engine.data import rows_to_dataset
+from engine.features import encode_split
+from engine_builtins.classification import ClassificationOptions
+from engine_builtins.classification.classifier import ClassificationTask
+from engine_builtins.formats import JsonlOptions, TableOptions, load_jsonl, load_tsv
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGINE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def tokenizer(tiny_model_dir):
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def classifier(split: Split) -> ClassificationTask:
+    task = ClassificationTask(ClassificationOptions())
+    task.fit(split)
+    return task
+
+
+class Counting(ClassificationTask):
+    """Counts the rows it encodes, in a file (the tokenizing processes are not this one)."""
+
+    log: str = ""
+
+    def encode_batch(self, rows, tokenizer, max_length, labelled=True):
+        with open(self.log, "a") as f:
+            f.write(f"{os.getpid()} {len(rows['text'])}\n")
+        return super().encode_batch(rows, tokenizer, max_length, labelled)
+
+
+def counted(tmp_path: Path, split: Split) -> Counting:
+    task = Counting(ClassificationOptions())
+    task.log = str(tmp_path / "encoded.log")
+    task.fit(split)
+    return task
+
+
+def encoded_rows(task: Counting) -> int:
+    path = Path(task.log)
+    return sum(int(line.split()[1]) for line in path.read_text().splitlines()) if path.exists() else 0
+
+
+# --- rows ---------------------------------------------------------------------------------------------------------
+
+
+def test_rows_read_back_as_written_whatever_their_types(tmp_path):
+    rows = [{LINE: 1, "text": "a", "label": 3}, {LINE: 2, "text": "b", "label": 2.5},
+            {LINE: 3, "text": ["x", "y"], "label": ["A", "B"]}, {LINE: 4, "text": "c"}]
+    split = Split("train", rows, "x.tsv")
+    assert split.rows == rows  # numbers stay numbers (int and float), lists stay lists, an absent label stays absent
+    assert split.rows[-1] == {LINE: 4, "text": "c"} and split.where(2) == ("x.tsv", 3)
+    stored = Split("train", rows_to_dataset(rows, "x.tsv", tmp_path / "rows.arrow"), "x.tsv")
+    assert stored.rows == rows and list(stored.values("label")) == [(3, 1), (2.5, 2), (["A", "B"], 3), (None, 4)]
+
+
+def test_a_value_of_another_kind_than_the_first_rows_is_an_error_at_its_line():
+    rows = [{LINE: i + 1, "text": "t"} for i in range(10_001)] + [{LINE: 10_002, "text": ["x", "y"]}]
+    with pytest.raises(DataError, match=r"x\.jsonl, line 10002: 'text' is \['x', 'y'\], but earlier rows have a string"):
+        rows_to_dataset(rows, "x.jsonl")
+
+
+def test_a_row_with_a_column_the_first_rows_lack_is_an_error_at_its_line():
+    rows = [{LINE: i + 1, "text": "t"} for i in range(10_001)] + [{LINE: 10_002, "text": "t", "extra": 1}]
+    with pytest.raises(DataError, match="f.jsonl, line 10002: has 'extra', which earlier rows do not have"):
+        rows_to_dataset(rows, "f.jsonl")
+
+
+def test_a_large_file_is_read_in_chunks_with_every_line_number(tmp_path):
+    lines = [f"text {i}\t{'pos' if i % 3 else 'neg'}" for i in range(25_000)]
+    write(tmp_path / "t.tsv", "text\tlabel\n" + "\n".join(lines) + "\n")
+    split = load_tsv(TableOptions(train="t.tsv"), tmp_path)["train"]
+    assert len(split) == 25_000
+    assert split.rows[24_999] == {LINE: 25_001, "text": "text 24999", "label": "neg"}
+    assert [line for _, line in split.values("label")] == list(range(2, 25_002))
+
+
+# --- the cache ----------------------------------------------------------------------------------------------------
+
+
+def test_a_second_read_of_an_unchanged_file_uses_the_cache_and_a_change_reads_it_again(tmp_path):
+    path = write(tmp_path / "t.tsv", "text\tlabel\na\tx\nb\ty\n")
+    first = load_tsv(TableOptions(train="t.tsv"), tmp_path)["train"]
+    again = load_tsv(TableOptions(train="t.tsv"), tmp_path)["train"]
+    assert again.fingerprint == first.fingerprint and len(cache.entries()) == 1
+    write(path, "text\tlabel\na\tx\nb\ty\nc\tz\n")
+    os.utime(path, ns=(1, 1))  # even with an old modification time, the size differs
+    changed = load_tsv(TableOptions(train="t.tsv"), tmp_path)["train"]
+    assert changed.fingerprint != first.fingerprint and len(changed) == 3
+    renamed = load_tsv(TableOptions(train="t.tsv", label="text", text="label"), tmp_path)["train"]
+    assert renamed.rows[0] == {LINE: 2, "text": "x", "label": "a"}  # other options, other rows
+
+
+def test_features_are_cached_and_any_change_to_what_made_them_tokenizes_again(tmp_path, tokenizer, tiny_model_dir):
+    write(tmp_path / "t.tsv", "text\tlabel\n" + "".join(f"text number {i}\t{'ab'[i % 2]}\n" for i in range(50)))
+    split = load_tsv(TableOptions(train="t.tsv"), tmp_path)["train"]
+    task = counted(tmp_path, split)
+    first = encode_split(task, split, tokenizer, 16)
+    once = encoded_rows(task)  # every row, and a few again to learn the features' types
+    assert once >= 50
+    second = encode_split(task, split, tokenizer, 16)
+    assert encoded_rows(task) == once  # read from the cache, not tokenized
+    assert second[:] == first[:]
+    encode_split(task, split, tokenizer, 8)  # max_length
+    assert encoded_rows(task) == 2 * once
+    encode_split(task, split, tokenizer, 8, labelled=False)
+    assert encoded_rows(task) == 3 * once
+    task.labels = ["b", "a"]  # what fit learned (label ids change)
+    relabelled = encode_split(task, split, tokenizer, 8)
+    assert encoded_rows(task) == 4 * once and relabelled["labels"][:2] == [1, 0]
+    encode_split(task, split, tokenizer, 8, key={"plugin": "2.0"})  # the task's options or plugin version
+    assert encoded_rows(task) == 5 * once
+    other = AutoTokenizer.from_pretrained(tiny_model_dir, do_lower_case=False)
+    encode_split(task, split, other, 8)  # another tokenizer
+    assert encoded_rows(task) == 6 * once
+
+
+def test_a_killed_build_leaves_no_entry(tmp_path):
+    def make(folder):
+        (folder / "part.arrow").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.build("features", "k", make)
+    assert cache.lookup("features", "k") is None
+    assert not list((tmp_path / "cache" / "features").iterdir())
+
+
+def test_the_cache_command_lists_entries_and_clears_them(tmp_path, tokenizer, run_engine):
+    write(tmp_path / "t.tsv", "text\tlabel\na b\tx\nc d\ty\n")
+    split = load_tsv(TableOptions(train="t.tsv"), tmp_path)["train"]
+    encode_split(classifier(split), split, tokenizer, 16)
+    listed = run_engine("cache")
+    assert listed.exit_code == 0
+    assert f"{tmp_path / 'cache'}: 2 entries" in listed.stdout
+    assert "train features" in listed.stdout and str(tmp_path / "t.tsv") in listed.stdout
+    assert run_engine("cache", "--clear", "--older-than", "1").stdout.startswith("removed 0 entries")
+    assert run_engine("cache", "--clear").stdout.startswith("removed 2 entries")
+    assert cache.entries() == []
+
+
+# --- encoding -----------------------------------------------------------------------------------------------------
+
+
+def test_encoding_in_several_processes_equals_one_and_errors_keep_file_and_line(tmp_path, tokenizer):
+    rows = "".join(f"{'words ' * (i % 7)}row {i}\t{'ab'[i % 2]}\n" for i in range(2500))
+    write(tmp_path / "t.tsv", "text\tlabel\n" + rows)
+    split = load_tsv(TableOptions(train="t.tsv"), tmp_path)["train"]
+    task = counted(tmp_path, split)
+    one = encode_split(task, split, tokenizer, 16, num_proc=1, key="one")
+    two = encode_split(task, split, tokenizer, 16, num_proc=2, key="two")
+    assert two[:] == one[:] and one["row"][:] == list(range(2500))
+    workers = {line.split()[0] for line in Path(task.log).read_text().splitlines()} - {str(os.getpid())}
+    assert len(workers) >= 2  # tokenized in worker processes, not here
+    write(tmp_path / "v.tsv", "text\tlabel\n" + rows + "late\tc\n")  # an unknown label in the second half
+    bad = load_tsv(TableOptions(train="v.tsv"), tmp_path)["train"]
+    with pytest.raises(DataError, match=r"v\.tsv, line 2502: unknown label 'c'; expected one of: a, b"):
+        encode_split(task, bad, tokenizer, 16, num_proc=2)
+    assert not list((tmp_path / "cache" / "features").glob(".*.tmp"))
+
+
+def test_a_task_may_give_several_features_per_row_or_none(tmp_path, tokenizer):
+    class Pieces(ClassificationTask):
+        def encode_batch(self, rows, tokenizer, max_length, labelled=True):  # row j gives j % 3 features
+            out = {"input_ids": [], "row": []}
+            for j, text in enumerate(rows["text"]):
+                for _ in range(j % 3):
+                    out["input_ids"].append(tokenizer(text)["input_ids"])
+                    out["row"].append(j)
+            return out
+
+    split = Split("train", [{LINE: i + 1, "text": f"t {i}", "label": "a"} for i in range(2100)], "p.tsv")
+    features = encode_split(Pieces(ClassificationOptions()), split, tokenizer, 16)
+    expected = [i for i in range(2100) for _ in range((i % 1000) % 3)]  # positions restart in each batch of 1000
+    assert features["row"][:] == expected
+
+
+def test_an_old_style_task_still_encodes_with_a_deprecation_warning(tokenizer):
+    class OldStyle:  # engine 0.1: encode(split, ...) returns a list of features, no base class
+        def encode(self, split, tokenizer, max_length, labelled=True):
+            return [{"input_ids": tokenizer(row["text"])["input_ids"], "length": 3, "row": i}
+                    for i, row in enumerate(split.rows)]
+
+    split = Split("train", [{LINE: 1, "text": "a"}, {LINE: 2, "text": "b"}], "old.tsv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        features = encode_split(OldStyle(), split, tokenizer, 16)
+    assert features["row"][:] == [0, 1]
+    message = str(next(w.message for w in caught if w.category is DeprecationWarning))
+    assert "OldStyle implements encode(split, ...)" in message and "implement encode_batch(rows" in message
+
+
+def test_jsonl_labels_of_mixed_number_types_train_a_regressor(tmp_path, tiny_model_dir, write_task, run_engine):
+    lines = [json.dumps({"text": f"score {i}", "label": i if i % 2 else i + 0.5}) for i in range(12)]
+    path = write_task({"task": "regression", "model": {"name": str(tiny_model_dir)},
+                       "data": {"train": "t.jsonl"}, "training": {"epochs": 1, "batch_size": 4}, "output_dir": "run"},
+                      {"t.jsonl": "\n".join(lines) + "\n"})
+    assert run_engine("run", path).exit_code == 0
+    split = load_jsonl(JsonlOptions(train="t.jsonl"), path.parent)["train"]
+    assert [v for v, _ in split.values("label")][:3] == [0.5, 1, 2.5]
