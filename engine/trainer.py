@@ -311,7 +311,9 @@ class Run:
             loader = DataLoader(self.features["train"], batch_sampler=self.sampler, generator=torch.Generator(),
                                 collate_fn=pad)
         # The sampler already shards; Accelerate only places batches and tells `accumulate` where an epoch ends.
-        self.loader = prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0, put_on_device=True)
+        # (Not dispatched: a dispatcher would read the stream on the main process only, and drop our generator.)
+        self.loader = prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0,
+                                          put_on_device=True, dispatch_batches=False)
         if self.streaming:  # a stream's length is unknown: passes over it until max_steps (see load_splits)
             assert training.max_steps is not None
             steps_per_epoch, epochs, total_steps = 0, training.max_steps, training.max_steps

@@ -41,10 +41,10 @@ ROWS = 48
 
 @pytest.fixture
 def task(write_task, tiny_model_dir):
-    def make(output="runs/run", **training):
+    def make(output="runs/run", streaming=False, **training):
         config = {
             "task": "classification", "model": {"name": str(tiny_model_dir)},
-            "data": {"train": "train.tsv", "validation": "dev.tsv"},
+            "data": {"train": "train.tsv", "validation": "dev.tsv", "streaming": streaming},
             "training": {"epochs": 2, "batch_size": 8, "seed": 11, "save_steps": 2, **training},
             "plugins": ["killer"], "callbacks": ["kill", {"name": "early_stopping", "patience": 5}],
             "output_dir": output,
@@ -101,6 +101,20 @@ def test_sigkill_inside_an_epoch_then_resume_equals_an_uninterrupted_run(task, r
     direct = task(output="runs/direct", batch_size=batch_size, gradient_accumulation_steps=accumulation)
     assert run_engine("run", direct).exit_code == 0
     assert_same_run(run_dir, path.parent / "runs/direct")
+
+
+@pytest.mark.slow
+def test_a_streamed_run_killed_in_its_second_pass_resumes_exactly(task, run_engine):
+    path = task(streaming=True, max_steps=14)  # 6 steps a pass over the 48 rows
+    killed = engine("run", path, env={"KILL_AT_STEP": "9"})
+    killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    result = run_engine("run", path, "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert "Resuming" in result.stderr and "step 8" in result.stderr
+    direct = task(output="runs/direct", streaming=True, max_steps=14)
+    assert run_engine("run", direct).exit_code == 0
+    assert_same_run(path.parent / "runs/run", path.parent / "runs/direct")
 
 
 @pytest.mark.slow
