@@ -25,3 +25,56 @@ def test_two_processes(write_task, tiny_model_dir, torchrun):
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history if h["event"] == "evaluate"] == [1, 2]  # written by one process only
     assert result.stdout.count("Metrics") == 1
+
+
+COUNTING_TASK = """
+import os
+from engine import hookimpl
+from engine_builtins.classification import ClassificationOptions
+from engine_builtins.classification.classifier import ClassificationTask
+
+
+class Counting(ClassificationTask):
+    def encode_batch(self, rows, tokenizer, max_length, labelled=True):
+        with open(os.environ["ENCODE_LOG"], "a") as f:
+            f.write(f"{os.environ.get('RANK', '-')} {len(rows['text'])}\\n")
+        return super().encode_batch(rows, tokenizer, max_length, labelled)
+
+
+@hookimpl
+def task(register):
+    register("counting", Counting, options=ClassificationOptions)
+"""
+
+
+def test_two_processes_tokenize_once_and_a_second_run_not_at_all(write_task, tiny_model_dir, torchrun, tmp_path):
+    rows = "".join(f"the film number {i} was {'good' if i % 2 else 'bad'}\t{'pos' if i % 2 else 'neg'}\n" for i in range(3000))
+    path = write_task({"task": "counting", "plugins": ["counting"], "model": {"name": str(tiny_model_dir)},
+                       "data": {"train": "train.tsv", "validation": "dev.tsv"},
+                       "training": {"max_steps": 3, "batch_size": 4}, "output_dir": "run"},
+                      {"train.tsv": "text\tlabel\n" + rows, "dev.tsv": "text\tlabel\n" + "".join(rows.splitlines(keepends=True)[:2000]),
+                       "counting.py": COUNTING_TASK})
+    log = tmp_path / "encoded.log"
+    env = {"ENCODE_LOG": str(log), "ENGINE_CACHE": str(tmp_path / "cache")}
+    result = torchrun("-m", "engine", "run", path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [line.split() for line in log.read_text().splitlines()]
+    assert {rank for rank, _ in ranks} == {"0"}  # the main process tokenized; rank 1 read its cache
+    encoded = sum(int(n) for _, n in ranks)
+    assert 3000 + 2000 <= encoded <= 3000 + 2000 + 2 * 64  # each split once (and a sample of each to learn types)
+    again = torchrun("-m", "engine", "run", path, "--overwrite", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sum(int(line.split()[1]) for line in log.read_text().splitlines()) == encoded  # nothing tokenized again
+    assert "features read from the cache" in again.stderr
+
+
+def test_two_processes_train_on_a_stream(write_task, tiny_model_dir, torchrun):
+    rows = "".join(f"the film was {'good' if i % 2 else 'bad'} {i}\t{'pos' if i % 2 else 'neg'}\n" for i in range(40))
+    path = write_task({"task": "classification", "model": {"name": str(tiny_model_dir)},
+                       "data": {"train": "train.tsv", "validation": "train.tsv", "streaming": True},
+                       "training": {"max_steps": 8, "batch_size": 4}, "output_dir": "run"},
+                      {"train.tsv": "text\tlabel\n" + rows})
+    result = torchrun("-m", "engine", "run", path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((path.parent / "run" / "manifest.json").read_text())
+    assert manifest["steps"] == 8 and manifest["training_time"]["samples"] == 8 * 4 * 2  # passes over 40 rows
