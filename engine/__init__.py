@@ -8,7 +8,7 @@ from engine.data import LINE, DataOptions, Split
 from engine.errors import ConfigError, DataError, EngineError, PluginError
 from engine.hookspecs import hookimpl
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "LINE", "Callback", "ConfigError", "DataError", "DataOptions", "EngineError", "PluginError", "Split",
     "TrainerState", "hookimpl", "__version__",

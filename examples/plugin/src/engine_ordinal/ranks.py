@@ -4,16 +4,18 @@ The head produces K-1 logits; the loss is the binary cross-entropy of each again
 decomposition, Cao et al. 2020). At prediction the K-1 probabilities are made non-increasing (P(rank > k) cannot
 grow with k) and the rank is the number of them above the threshold, so predictions are always consistent.
 
-Everything a task must do is here, against engine's public API only: ``engine.task.Task`` is the protocol.
+Everything a task must do is here, against engine's public API only: it subclasses ``engine.task.Task`` and
+implements what is its own.
 (Not named task.py: a submodule named like a hook would replace the hook function on the package once imported.)
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
-from engine import DataError, Split
+from engine import LINE, DataError, Split
 from engine.head import HeadOutput, HeadSpec
+from engine.task import Task
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +56,7 @@ def _number(name: str) -> float | None:
         return None
 
 
-class OrdinalTask:
+class OrdinalTask(Task):
     def __init__(self, options: OrdinalOptions) -> None:
         self.options = options
         self.levels: list[str] = list(options.levels or [])
@@ -65,17 +67,21 @@ class OrdinalTask:
 
     # --- levels ------------------------------------------------------------------------------------------------
 
-    def _label(self, split: Split, i: int) -> str:
-        value = split.rows[i].get("label")
+    def _label(self, value: Any, line: int | None, source: str | None = None) -> str:
         if value is None:
-            raise DataError("missing label", *split.where(i))
+            raise DataError("missing label", source, line)
         if isinstance(value, (list, dict)):
-            raise DataError(f"expected one level, got {value!r}", *split.where(i))
+            raise DataError(f"expected one level, got {value!r}", source, line)
         return str(value)
+
+    def _labels(self, split: Split) -> Iterator[tuple[str, int | None]]:
+        """Every row's level and line, read column by column (a split may hold millions of rows)."""
+        for value, line in split.values("label"):
+            yield self._label(value, line, split.source), line
 
     def fit(self, train: Split) -> None:
         if not self.levels:
-            seen = {self._label(train, i) for i in range(len(train))}
+            seen = {name for name, _ in self._labels(train)}
             numbers = {name: _number(name) for name in seen}
             words = sorted(name for name, number in numbers.items() if number is None)
             if words:
@@ -91,32 +97,32 @@ class OrdinalTask:
 
     def check(self, split: Split) -> None:
         known = set(self.levels)
-        for i in range(len(split)):
-            name = self._label(split, i)
+        for name, line in self._labels(split):
             if name not in known:
-                raise DataError(f"unknown level {name!r}; expected one of: {', '.join(self.levels)}", *split.where(i))
+                raise DataError(f"unknown level {name!r}; expected one of: {', '.join(self.levels)}", split.source, line)
 
     def rank(self, name: str) -> int:
         return self.levels.index(name)
 
     # --- features ----------------------------------------------------------------------------------------------
 
-    def encode(self, split: Split, tokenizer: Any, max_length: int, labelled: bool = True) -> list[dict[str, Any]]:
-        rows = split.rows
-        pairs = [i for i, r in enumerate(rows) if "text_pair" in r]
-        if pairs and len(pairs) < len(rows):
-            raise DataError("missing the second text of the pair", *split.where(next(i for i, r in enumerate(rows) if "text_pair" not in r)))
-        pair = [str(r["text_pair"]) for r in rows] if pairs else None
-        encoded = tokenizer([str(r["text"]) for r in rows], pair, truncation=True, max_length=max_length)
-        index = {name: k for k, name in enumerate(self.levels)}
-        features = []
-        for i in range(len(rows)):
-            feature: dict[str, Any] = {key: encoded[key][i] for key in encoded.keys()}
-            feature["row"] = i
-            feature["length"] = len(feature["input_ids"])
-            if labelled:
-                feature["labels"] = index[self._label(split, i)]
-            features.append(feature)
+    def encode_batch(self, rows: dict[str, list[Any]], tokenizer: Any, max_length: int,
+                     labelled: bool = True) -> dict[str, list[Any]]:
+        lines = rows.get(LINE) or [None] * len(rows["text"])
+        pairs = rows.get("text_pair")
+        if pairs is not None and None in pairs:
+            raise DataError("missing the second text of the pair", line=lines[pairs.index(None)])
+        encoded = tokenizer([str(t) for t in rows["text"]], [str(t) for t in pairs] if pairs is not None else None,
+                            truncation=True, max_length=max_length)
+        features = {key: encoded[key] for key in encoded.keys()}  # one feature per row: no "row" column needed
+        if labelled:
+            index = {name: k for k, name in enumerate(self.levels)}
+            names = [self._label(value, line) for value, line in zip(rows["label"], lines)]
+            unknown = [(name, line) for name, line in zip(names, lines) if name not in index]
+            if unknown:
+                raise DataError(f"unknown level {unknown[0][0]!r}; expected one of: {', '.join(self.levels)}",
+                                line=unknown[0][1])
+            features["labels"] = [index[name] for name in names]
         return features
 
     def collate(self, features: list[dict[str, Any]], tokenizer: Any) -> dict[str, torch.Tensor]:
@@ -143,7 +149,7 @@ class OrdinalTask:
 
         return torch.sigmoid(output.logits.float()).cpu().tolist()
 
-    def predictions(self, split: Split, features: list[dict[str, Any]], outputs: list[Any]) -> list[Any]:
+    def predictions(self, split: Split, features: Any, outputs: list[Any]) -> list[Any]:
         by_row: list[Any] = [None] * len(split)
         for feature, above in zip(features, outputs):
             by_row[feature["row"]] = above
@@ -156,7 +162,7 @@ class OrdinalTask:
         return result
 
     def references(self, split: Split) -> list[Any]:
-        return [self._label(split, i) for i in range(len(split))]
+        return [name for name, _ in self._labels(split)]
 
     def format_prediction(self, row: dict[str, Any], prediction: Any) -> dict[str, Any]:
         texts: dict[str, Any] = {k: row[k] for k in ("text", "text_pair") if k in row}

@@ -1,0 +1,28 @@
+"""A task plugin written for engine 0.1 (``encode(split, ...)``, no base class) keeps working, with one deprecation
+warning that names it and the method to implement instead."""
+
+import json
+import shutil
+from pathlib import Path
+
+from engine.testing import labelled_rows, tsv
+
+
+def test_an_engine_0_1_task_plugin_trains_and_predicts_with_a_deprecation_warning(write_task, tiny_model_dir,
+                                                                                  run_engine):
+    rows = labelled_rows(["1", "2", "3"], 24, 1)
+    path = write_task({"task": "legacy_ordinal", "plugins": ["legacy_ordinal"], "model": {"name": str(tiny_model_dir)},
+                       "data": {"train": "train.tsv", "validation": "dev.tsv"},
+                       "training": {"epochs": 1, "batch_size": 8}, "output_dir": "run"},
+                      {"train.tsv": tsv(rows), "dev.tsv": tsv(rows[:9])})
+    shutil.copy(Path(__file__).with_name("legacy_ordinal.py"), path.parent / "legacy_ordinal.py")
+    result = run_engine("run", path)
+    assert result.exit_code == 0, result.stderr
+    warning = " ".join(result.stderr.split())
+    assert "legacy_ordinal.OrdinalTask implements encode(split, ...), which engine 0.2 deprecates" in warning
+    assert "implement encode_batch(rows, tokenizer, max_length, labelled) instead" in warning
+    assert set(json.loads((path.parent / "run" / "metrics.json").read_text())["validation"]) == {"loss"}
+    predicted = run_engine("predict", path.parent / "run", "--input", path.parent / "dev.tsv")
+    assert predicted.exit_code == 0, predicted.stderr
+    lines = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert len(lines) == 9 and all(line["label"] in {"1", "2", "3"} for line in lines)
