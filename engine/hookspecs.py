@@ -51,9 +51,10 @@ def task(register: Register) -> None:
 
     register: ``register(name, factory, *, options=None, description=None)``, once per task type.
     factory: ``factory(options) -> engine.task.Task``
-        An object that learns its label space from the training split, encodes rows into model features, tells the
-        head what to produce, and turns head outputs back into predictions. Building it must be cheap (``engine
-        validate`` builds one to read its ``defaults``).
+        An object (a subclass of ``engine.Task``) that learns its label space from the training split, encodes
+        batches of rows into model features (``encode_batch``), tells the head what to produce, and turns head
+        outputs back into predictions. Building it must be cheap (``engine validate`` builds one to read its
+        ``defaults``), and it must pickle (it is sent to the processes that tokenize).
     returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """
@@ -70,8 +71,9 @@ def load_data(register: Register) -> None:
     factory: ``factory(options, base_dir: pathlib.Path) -> dict[str, engine.data.Split]``
         Reads the splits the options name (``train``, ``validation``, ``test``), resolving relative paths against
         ``base_dir`` (the task file's folder). Options models should subclass ``engine.data.DataOptions``. Errors
-        in the data raise ``engine.DataError`` with the file and line. The format also reads ``engine predict`` and
-        ``engine evaluate`` inputs, with options whose ``train`` is that file.
+        in the data raise ``engine.DataError`` with the file and line. A split's rows are a list of dicts, a
+        ``datasets.Dataset`` or (``data.streaming``) a ``datasets.IterableDataset``. The format also reads
+        ``engine predict`` and ``engine evaluate`` inputs, with options whose ``train`` is that file.
     returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """
@@ -83,8 +85,9 @@ def augment(register: Register) -> None:
 
     register: ``register(name, factory, *, options=None, description=None)``, once per augmentation.
     factory: ``factory(options) -> Callable[[list[dict], random.Random], list[dict]]``
-        The callable takes the training rows and a seeded random generator and returns the augmented rows.
-        Augmentations chain in the order the task file lists them and never touch validation or test rows.
+        The callable takes training rows (a chunk of 1,000) and a random generator seeded for that chunk, and
+        returns the augmented rows. Augmentations chain in the order the task file lists them and never touch
+        validation or test rows.
     returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """
