@@ -251,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         from engine import console
 
-        console.error(str(exc))
+        if not getattr(exc, "reported", False):
+            console.error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -201,12 +201,12 @@ def run_inference(loaded: LoadedModel, split: Split, batch_size: int, *, labelle
     from accelerate import Accelerator
 
     from engine.features import encode_split
-    from engine.trainer import infer
+    from engine.trainer import first_on_node, infer
 
     accelerator = Accelerator()
-    with accelerator.local_main_process_first():
-        features = encode_split(loaded.task, split, loaded.tokenizer, loaded.meta["max_length"], labelled=labelled,
-                                key=[loaded.meta["task"], loaded.meta.get("plugins")])
+    features = first_on_node(accelerator, lambda: encode_split(
+        loaded.task, split, loaded.tokenizer, loaded.meta["max_length"], labelled=labelled,
+        key=[loaded.meta["task"], loaded.meta.get("plugins")]))
     model = accelerator.prepare_model(loaded.model, evaluation_mode=True)
     outputs, loss = infer(model, features, loaded.task, loaded.tokenizer, batch_size, accelerator, description)
     return Inference(split, features, outputs, loss, accelerator.is_main_process)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -27,6 +27,7 @@ from engine.model import EngineModel, default_max_length, load_pretrained, save_
 from engine.plugins import PluginManager
 from engine.run import RunLock, check_run_dir, manifest, prepare_run_dir, replace_dir, write_json
 
+T = TypeVar("T")
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "error")
 
 
@@ -133,6 +134,31 @@ def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 def collate(task: Any, tokenizer: Any, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """The training loader's collate_fn: the task pads its features (arguments as the Task protocol has them)."""
     return task.collate(features, tokenizer)
+
+
+def first_on_node(accelerator: Any, work: Callable[[], T]) -> T:
+    """``work()`` on the first process of each node, then on the others (which then find its results in the data
+    cache). An error in the first process reaches every process as the same error, rather than as a broken
+    barrier on the others."""
+    from accelerate.utils import gather_object
+
+    if accelerator.num_processes == 1:
+        return work()
+    failure: EngineError | None = None
+    result: Any = None
+    if accelerator.is_local_main_process:
+        try:
+            result = work()
+        except EngineError as exc:
+            failure = exc
+    messages = [m for m in gather_object([str(failure) if failure else None]) if m]
+    if failure is not None:
+        raise failure
+    if messages:
+        shared = EngineError(messages[0])
+        shared.reported = True  # the first process prints it; the CLI does not print it again here
+        raise shared
+    return result if accelerator.is_local_main_process else work()
 
 
 # --- inference, shared by evaluation, `engine evaluate` and `engine predict` ------------------------------------
@@ -262,8 +288,7 @@ class Run:
 
         # Data: read, learn the label space from train, check the other splits against it, augment train. The
         # first process of each node reads (and tokenizes, below) into the data cache; the others map its files.
-        with accelerator.local_main_process_first():
-            self.splits = load_splits(resolved)
+        self.splits = first_on_node(accelerator, lambda: load_splits(resolved))
         train = self.splits["train"]
         # A stream is fitted on its first rows; what they miss (a label seen later) fails as it is read, with its line.
         self.task.fit(train.head(getattr(resolved.data.options, "fit_rows", 100_000)) if train.streaming else train)
@@ -271,9 +296,9 @@ class Run:
             if name != "train":
                 self.task.check(split)
         if resolved.augment:
-            with accelerator.local_main_process_first():
-                self.splits["train"] = augment(self.splits["train"], [a.build() for a in resolved.augment],
-                                               [a.raw for a in resolved.augment], training.seed)
+            self.splits["train"] = first_on_node(accelerator, lambda: augment(
+                self.splits["train"], [a.build() for a in resolved.augment], [a.raw for a in resolved.augment],
+                training.seed))
 
         # Model: the pretrained encoder, the task's features, the head it asks for.
         console.info(f"Loading [bold]{resolved.model.name}[/]")
@@ -281,10 +306,10 @@ class Run:
         self.max_length = default_max_length(self.tokenizer, backbone, resolved.model.max_length)
         key = [resolved.task.raw, self.manager.infos.get(resolved.task.component.plugin, None)
                and self.manager.infos[resolved.task.component.plugin].version]
-        with accelerator.local_main_process_first():
-            self.features = {name: encode_split(self.task, split, self.tokenizer, self.max_length, key=key,
-                                                num_proc=getattr(resolved.data.options, "num_proc", None))
-                             for name, split in self.splits.items()}
+        self.features = first_on_node(accelerator, lambda: {
+            name: encode_split(self.task, split, self.tokenizer, self.max_length, key=key,
+                               num_proc=getattr(resolved.data.options, "num_proc", None))
+            for name, split in self.splits.items()})
         set_seed(training.seed)
         head = resolved.head.build(self.task.head_spec(backbone.config.hidden_size))
         model = EngineModel(backbone, head, list(self.tokenizer.model_input_names))

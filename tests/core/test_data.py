@@ -220,3 +220,29 @@ def test_jsonl_labels_of_mixed_number_types_train_a_regressor(tmp_path, tiny_mod
     assert run_engine("run", path).exit_code == 0
     split = load_jsonl(JsonlOptions(train="t.jsonl"), path.parent)["train"]
     assert [v for v, _ in split.values("label")][:3] == [0.5, 1, 2.5]
+
+
+def test_augmentation_over_an_arrow_split_is_seeded_per_chunk_cached_and_the_same_on_a_stream(tmp_path):
+    from engine.data import stream_rows
+    from engine.features import augment
+    from engine_builtins import augmentations
+
+    write(tmp_path / "t.tsv", "text\tlabel\n" + "".join(f"w{i} a b c d e f g\t{'xy'[i % 2]}\n" for i in range(2500)))
+    split = load_tsv(TableOptions(train="t.tsv"), tmp_path)["train"]
+    swap = [augmentations.random_swap(augmentations.WordOptions(p=0.5))]
+    first = augment(split, swap, [{"name": "random_swap", "p": 0.5}], seed=1)
+    again = augment(split, swap, [{"name": "random_swap", "p": 0.5}], seed=1)
+    other = augment(split, swap, [{"name": "random_swap", "p": 0.5}], seed=2)
+    assert first.rows == again.rows and first.fingerprint == again.fingerprint
+    assert first.rows != other.rows and first.fingerprint != other.fingerprint
+    assert [r["label"] for r in first.rows] == [r["label"] for r in split.rows]  # labels and lines stay with rows
+    assert [r[LINE] for r in first.rows] == list(range(2, 2502))
+    assert sum(a["text"] != b["text"] for a, b in zip(first.rows, split.rows)) > 2000
+    def order(augmented, original):  # where each word of the augmented row was in the original
+        return [original["text"].split().index(w) for w in augmented["text"].split()]
+
+    orders = [order(a, b) for a, b in zip(first.rows, split.rows)]
+    assert orders[:1000] != orders[1000:2000]  # each chunk its own generator, not one seed repeated
+    stream = split.with_rows(stream_rows(lambda: iter(split.rows), split.source))
+    streamed = augment(stream, swap, [], seed=1)
+    assert list(streamed.rows) == list(first.rows)

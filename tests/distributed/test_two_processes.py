@@ -78,3 +78,14 @@ def test_two_processes_train_on_a_stream(write_task, tiny_model_dir, torchrun):
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((path.parent / "run" / "manifest.json").read_text())
     assert manifest["steps"] == 8 and manifest["training_time"]["samples"] == 8 * 4 * 2  # passes over 40 rows
+
+
+def test_a_data_error_under_two_processes_is_one_message_and_no_traceback(write_task, tiny_model_dir, torchrun):
+    path = write_task({"task": "classification", "model": {"name": str(tiny_model_dir)},
+                       "data": {"train": "train.tsv"}, "training": {"max_steps": 2}, "output_dir": "run"},
+                      {"train.tsv": "text\tlabel\nfine\tpos\nbroken line\nok\tneg\n"})
+    result = torchrun("-m", "engine", "run", path)
+    assert result.returncode != 0
+    message = f"error: {path.parent / 'train.tsv'}, line 3: expected 2 fields separated by '\\t' (text, label), got 1"
+    assert result.stderr.count(message) == 1
+    assert "[rank0]: Traceback" not in result.stderr and "[rank1]: Traceback" not in result.stderr
