@@ -345,6 +345,10 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
     if monitor is not None and "." not in monitor:
         issues.append(ConfigIssue("training.monitor", f"expected SPLIT.METRIC such as 'validation.accuracy', got {monitor!r}"))
 
+    if data_choice is not None and getattr(data_choice.options, "streaming", False) and shape and not shape.training.max_steps:
+        issues.append(ConfigIssue("training.max_steps", "missing: a streamed training split (data.streaming) has no "
+                                  "known length, so the run needs a number of steps"))
+
     if issues:
         raise ConfigError(issues, source)
     assert shape and task_choice and data_choice and head and freeze and optimizer and scheduler

@@ -15,6 +15,7 @@ import time
 import uuid
 import warnings
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from engine import cache, console
@@ -103,8 +104,11 @@ def encode_split(task: Any, split: Split, tokenizer: Any, max_length: int, *, la
     rows = len(split)
     procs = num_proc or (min(os.cpu_count() or 1, 8) if rows >= PARALLEL_FROM else 1)
     procs = max(1, min(procs, rows // BATCH or 1))
+    key_hash = None if split.fingerprint is None else cache.fingerprint(
+        "features", split.fingerprint, type(task).__module__, type(task).__qualname__, task.state_dict(),
+        tokenizer_fingerprint(tokenizer), max_length, labelled, key)
 
-    def run_map(folder: Any) -> Any:
+    def run_map(folder: Path | None) -> Any:
         import datasets
 
         started = time.perf_counter()
@@ -125,12 +129,9 @@ def encode_split(task: Any, split: Split, tokenizer: Any, max_length: int, *, la
                      + (f" ({procs} processes)" if procs > 1 else ""))
         return features
 
-    if split.fingerprint is None:
-        key_hash = ""
+    if key_hash is None:
         features = run_map(None)
     else:
-        key_hash = cache.fingerprint("features", split.fingerprint, type(task).__module__, type(task).__qualname__,
-                                     task.state_dict(), tokenizer_fingerprint(tokenizer), max_length, labelled, key)
         entry = cache.lookup("features", key_hash)
         if entry is None:
             entry = cache.build("features", key_hash, lambda folder: {

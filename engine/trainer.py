@@ -226,9 +226,6 @@ def load_splits(resolved: ResolvedTask) -> dict[str, Split]:
     splits = resolved.data.build(resolved.base_dir)
     if "train" not in splits:
         raise ConfigError([ConfigIssue("data.train", "missing: a training file is needed to train")], resolved.source)
-    if splits["train"].streaming and not resolved.training.max_steps:
-        raise ConfigError([ConfigIssue("training.max_steps", "missing: a streamed training split (data.streaming) "
-                                       "has no known length, so the run needs a number of steps")], resolved.source)
     for split in splits.values():
         if not split.streaming and not len(split):
             raise EngineError(f"{split.source}: the {split.name} split is empty")
@@ -339,7 +336,7 @@ class Run:
         # (Not dispatched: a dispatcher would read the stream on the main process only, and drop our generator.)
         self.loader = prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0,
                                           put_on_device=True, dispatch_batches=False)
-        if self.streaming:  # a stream's length is unknown: passes over it until max_steps (see load_splits)
+        if self.streaming:  # a stream's length is unknown: passes over it until max_steps (required by config)
             assert training.max_steps is not None
             steps_per_epoch, epochs, total_steps = 0, training.max_steps, training.max_steps
         else:

@@ -39,9 +39,9 @@ def stream_task(write_task, tiny_model_dir, rows, **data):
                       {"train.tsv": "text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows)})
 
 
-def test_a_stream_needs_max_steps(write_task, tiny_model_dir, run_engine):
+def test_a_stream_needs_max_steps_and_validate_says_so(write_task, tiny_model_dir, run_engine):
     path = stream_task(write_task, tiny_model_dir, [("a b", "x"), ("c d", "y")])
-    result = run_engine("run", path, "--set", "training.max_steps=null")
+    result = run_engine("validate", path, "--set", "training.max_steps=null")  # before any model or data loads
     assert result.exit_code == 2
     assert "training.max_steps: missing: a streamed training split (data.streaming) has no known length" in result.stderr
 
