@@ -65,15 +65,19 @@ def tree_memory(pid: int) -> int:
 
 def measure(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, int]:
     """(wall seconds, peak bytes, exit code)."""
+    log = cwd / "stderr.log"
     start = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, tree_memory(proc.pid))
-        time.sleep(0.05)
+    with log.open("w") as err:  # a file, not a pipe: nobody reads a pipe while the run writes to it
+        proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, tree_memory(proc.pid))
+            time.sleep(0.05)
     wall = time.perf_counter() - start
     if proc.returncode:
-        print(proc.stderr.read()[-3000:], file=sys.stderr)
+        print(log.read_text()[-3000:], file=sys.stderr)
+    print(json.dumps({"command": command[-2], "wall": round(wall, 1), "peak_gb": round(peak / 2**30, 3),
+                      "exit": proc.returncode}), flush=True)
     return wall, peak, proc.returncode
 
 

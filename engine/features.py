@@ -112,10 +112,10 @@ def encode_split(task: Any, split: Split, tokenizer: Any, max_length: int, *, la
         import datasets
 
         started = time.perf_counter()
-        if console.console.quiet:
-            datasets.disable_progress_bars()
-        else:
+        if console.console.is_terminal and not console.console.quiet:  # a bar redrawn in a log file is noise
             datasets.enable_progress_bars()
+        else:
+            datasets.disable_progress_bars()
         try:
             features = split.data.map(
                 encode, batched=True, batch_size=BATCH, with_indices=True, remove_columns=columns, num_proc=procs,
