@@ -138,7 +138,7 @@ def write(args: argparse.Namespace, results: list[dict]) -> None:
         f"`{args.old}` (rows as Python dicts, tokenized in every run); *new*: engine at `{args.new}`: Arrow splits and features, first run "
         "(fills the cache) and second run (reads it).",
         "",
-        "| rows | file MB | run | wall s | peak GB | KB per row | ms per 1k rows | second run / first |",
+        "| rows | file MB | run | wall s | peak GiB | KiB per row | ms per 1k rows | second run / first |",
         "|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for row in results:
@@ -151,7 +151,7 @@ def write(args: argparse.Namespace, results: list[dict]) -> None:
             status = "" if code == 0 else f" (exit {code})"
             lines.append(f"| {row['rows']:,} | {row['file_mb']:.0f} | {name}{status} | {wall:.1f} | {peak / 2**30:.2f} | "
                          f"{peak / 1024 / row['rows']:.2f} | {wall * 1e3 / row['rows'] * 1000:.1f} | {ratio} |")
-    lines += ["", "KB per row and ms per 1k rows divide the whole process (imports and model included) by the rows, "
+    lines += ["", "KiB per row and ms per 1k rows divide the whole process (imports and model included) by the rows, "
               "so they fall as the size grows; the differences between rows of the table are what the data costs."]
     args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.output}")

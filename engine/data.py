@@ -86,11 +86,11 @@ class Split:
 
     @property
     def columns(self) -> list[str]:
-        return [name.removesuffix(JSON) for name in self.data.column_names]
+        return [name.removesuffix(JSON) for name in self.data.column_names or []]
 
     def batches(self, columns: Sequence[str] | None = None, size: int = 1000) -> Iterator[tuple[int, dict[str, list[Any]]]]:
         """``(index of the first row, {column: values})`` over the whole split, decoded, in order."""
-        stored = self.data.column_names
+        stored = self.data.column_names or []
         wanted = None if columns is None else [c + JSON if c + JSON in stored else c for c in columns if
                                                c in stored or c + JSON in stored]
         data = self.data if wanted is None else self.data.select_columns(wanted)
@@ -112,13 +112,16 @@ class Split:
     def values(self, name: str) -> Iterator[tuple[Any, int | None]]:
         """``(value, line)`` of one column over the whole split, in order (value None where a row has none)."""
         present = name in self.columns
+        if not present and LINE not in self.columns:
+            yield from ((None, None) for _ in range(len(self)))
+            return
         for _, batch in self.batches([name, LINE] if present else [LINE], size=CHUNK):
             lines = batch.get(LINE) or [None] * len(next(iter(batch.values())))
             yield from zip(batch[name] if present else [None] * len(lines), lines)
 
     def where(self, index: int) -> tuple[str, int | None]:
         """(file, line) of a row, for error messages."""
-        line = self.data[index][LINE] if LINE in self.data.column_names else None
+        line = self.data[index][LINE] if LINE in self.columns else None
         return self.source, line
 
     def head(self, n: int) -> Split:
