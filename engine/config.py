@@ -302,6 +302,14 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
         user = raw.get(key)
         raw[key] = _merge(value, user if key in raw else None)
 
+    # `--set head.dropout=0.2` on a task file that leaves the head to the task (or the optimizer to the core) makes
+    # an object without a name: it names the default component.
+    for key in ("head", "freeze", "optimizer", "scheduler"):
+        fallback = defaults.get(key, TaskFile.model_fields[key].default)
+        name = fallback.get("name") if isinstance(fallback, dict) else fallback
+        if isinstance(raw.get(key), dict) and "name" not in raw[key] and isinstance(name, str):
+            raw[key] = {"name": name, **raw[key]}
+
     try:
         shape: TaskFile | None = TaskFile.model_validate(raw)
     except ValidationError as exc:

@@ -62,7 +62,7 @@ class Registry:
         if taken is not None:
             raise PluginError(
                 f"{KINDS[component.hook]} {component.name!r} is declared twice: by plugin {taken.plugin!r} and by "
-                f"plugin {component.plugin!r}. Block one of them (--block-plugin NAME or ENGINE_BLOCK_PLUGINS)."
+                f"plugin {component.plugin!r}. Block one of them (--block-plugins NAME or ENGINE_BLOCK_PLUGINS)."
             )
         self.components[component.hook][component.name] = component
 

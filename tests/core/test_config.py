@@ -72,6 +72,16 @@ def test_user_values_win_over_task_defaults(registry):
     assert resolved.optimizer.options.lr == 3e-5
 
 
+def test_overriding_a_key_of_a_default_component_keeps_the_component(registry):
+    raw = apply_overrides(minimal(), ["head.dropout=0.2", "optimizer.lr=0.001", "scheduler.warmup_ratio=0.1"])
+    resolved = resolve(raw, registry)
+    assert (resolved.head.name, resolved.head.options.dropout) == ("linear", 0.2)  # the task's default head
+    assert (resolved.optimizer.name, resolved.optimizer.options.lr) == ("adamw", 0.001)  # the core's default
+    assert (resolved.scheduler.name, resolved.scheduler.options.warmup_ratio) == ("linear", 0.1)
+    raw = apply_overrides(minimal(head="mlp"), ["head.dropout=0.3"])  # a head the file names stays
+    assert (resolve(raw, registry).head.name, resolve(raw, registry).head.options.dropout) == ("mlp", 0.3)
+
+
 def test_overrides_set_nested_values_as_json_or_strings():
     raw = apply_overrides(minimal(training={"epochs": 3}, head="linear"),
                           ["training.epochs=1", "head.dropout=0.2", "output_dir=runs/x", "data.text=[\"a\",\"b\"]"])

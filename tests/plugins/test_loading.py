@@ -1,7 +1,10 @@
 """Which plugins load: entry points, the ENGINE_PLUGINS pin, blocking, broken plugins, duplicate names."""
 
+import re
+
 import pytest
 
+from engine.cli import build_parser
 from engine.errors import PluginError
 from engine.plugins import PluginManager, load_plugins
 
@@ -134,8 +137,12 @@ def test_two_plugins_declaring_one_name_is_an_error_naming_both(install_fake, mo
     install_fake("engine_kappa", KAPPA, entry_point="kappa")
     install_fake("engine_kappa_too", KAPPA, entry_point="kappa_too")
     monkeypatch.setenv("ENGINE_PLUGINS", "kappa,kappa_too")
-    with pytest.raises(PluginError, match="metric 'kappa' is declared twice: by plugin 'kappa' and by plugin 'kappa_too'"):
+    with pytest.raises(PluginError, match="metric 'kappa' is declared twice: by plugin 'kappa' and by plugin 'kappa_too'") as info:
         load_plugins()
+    # The remedy it names is a flag the CLI has.
+    flag = re.search(r"\((--[\w-]+) NAME", str(info.value)).group(1)
+    run_help = build_parser()._subparsers._group_actions[0].choices["run"].format_help()  # noqa: SLF001
+    assert re.search(re.escape(flag) + r"\b(?!-)", run_help), f"{flag} is not an option of engine run"
 
 
 def test_declaring_a_built_in_name_is_an_error_until_one_is_blocked(plugin_manager):
