@@ -191,19 +191,25 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         from engine.errors import did_you_mean
 
         raise EngineError(f"--hook: unknown hook {args.hook!r}{did_you_mean(args.hook, KINDS)}; expected one of: {', '.join(KINDS)}")
-    table = Table(title="engine plugins", title_justify="left")
-    for column in ("plugin", "version", "source", "hooks", *(["components"] if args.components else [])):
-        table.add_column(column)
+    header = ["plugin", "version", "source", "hooks", *(["components"] if args.components else [])]
+    rows = []
     for info in manager.infos.values():
         if args.hook and args.hook not in info.hooks:
             continue
         row = [info.name, info.version, info.source, ", ".join(info.hooks)]
         if args.components:
             row.append(", ".join(f"{KINDS[h]}:{c.name}" for h in KINDS for c in registry.components[h].values() if c.plugin == info.name))
-        table.add_row(*row)
+        rows.append(row)
     console = Console(highlight=False)
-    # Piped output keeps whole names instead of cutting the table to 80 columns.
-    Console(highlight=False, width=None if console.is_terminal else 400).print(table)
+    if not console.is_terminal:  # a file, a pipe, a pager: tab-separated lines, one per plugin
+        print("\n".join("\t".join(cells) for cells in [header, *rows]))
+        return 0
+    table = Table(title="engine plugins", title_justify="left")
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
     return 0
 
 
@@ -257,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `engine plugins | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

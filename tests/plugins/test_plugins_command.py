@@ -1,9 +1,18 @@
 """`engine plugins`: each plugin's name, version, source and hooks; --hook filters; --components lists."""
 
 def table(stdout):
-    """The rows of rich's table: plugin name -> the other cells."""
-    return {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
-            for line in stdout.splitlines() if line.startswith("│")}
+    """The rows of the output (tab-separated when, as here, standard output is not a terminal): plugin -> cells."""
+    lines = [line.split("\t") for line in stdout.splitlines()]
+    assert lines[0][:4] == ["plugin", "version", "source", "hooks"]
+    assert all(len(cells) == len(lines[0]) for cells in lines)
+    return {cells[0]: cells[1:] for cells in lines[1:]}
+
+
+def test_output_to_a_file_or_pipe_is_plain_lines_not_a_wide_table(run_engine):
+    out = run_engine("plugins", "--components").stdout
+    assert not set("│┃━─┏┗") & set(out)
+    assert max(len(line.split("\t")[0]) for line in out.splitlines()) < 40  # no padding to a 400-column table
+    assert "engine plugins" not in out  # no title: the first line is the header
 
 
 LOCAL = """
@@ -65,3 +74,14 @@ def test_an_unknown_hook_is_an_error_with_a_suggestion(run_engine):
     assert result.exit_code == 1
     assert "unknown hook 'build_heads' (did you mean 'build_head'?)" in " ".join(result.stderr.split())
 
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ENGINE_PLUGINS": ""}
+    head = subprocess.run(f"{sys.executable} -m engine plugins --components | head -1", shell=True, env=env,
+                          capture_output=True, text=True)
+    assert head.stdout.startswith("plugin\tversion") and "Traceback" not in head.stderr
