@@ -30,6 +30,9 @@ class TrainerState:
     best_epoch: int | None = None
     best_metrics: dict[str, Any] = field(default_factory=dict)
     should_stop: bool = False
+    #: Which way each monitored value improves, "max" or "min" (``training.monitor`` and callbacks' monitors), as
+    #: the metrics declared it (``register(..., higher_is_better=...)``) or the task file set it.
+    directions: dict[str, str] = field(default_factory=dict)
 
     def improved(self, value: float) -> bool:
         if self.best_metric is None:

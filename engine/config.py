@@ -121,6 +121,8 @@ class ResolvedTask:
     callbacks: list[Choice]
     output_dir: Path
     plugins: list[str] = field(default_factory=list)
+    #: Whether each monitored value (``training.monitor``, callbacks' monitors) improves up ("max") or down ("min").
+    directions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The task file as run: every default filled in, loadable by ``engine run`` again."""
@@ -349,9 +351,10 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
     # The history log is what makes a run inspectable afterwards: always on.
     if registry.find("callback", "history") and not any(c and c.name == "history" for c in callbacks):
         callbacks.append(resolve_choice(registry, "callback", "history", "callbacks", issues))
-    monitor = shape.training.monitor if shape else None
-    if monitor is not None and "." not in monitor:
-        issues.append(ConfigIssue("training.monitor", f"expected SPLIT.METRIC such as 'validation.accuracy', got {monitor!r}"))
+    directions: dict[str, str] = {}
+    if shape is not None and task_object is not None and not issues:
+        directions = check_monitors(shape.training, [c for c in callbacks if c], [c for c in metrics if c],
+                                    task_object, data_choice, issues)
 
     if data_choice is not None and getattr(data_choice.options, "streaming", False) and shape and not shape.training.max_steps:
         issues.append(ConfigIssue("training.max_steps", "missing: a streamed training split (data.streaming) has no "
@@ -367,8 +370,64 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
         source=source, base_dir=base_dir, raw=raw, task=task_choice, task_object=task_object, model=shape.model,
         data=data_choice, augment=[c for c in augment if c], head=head, freeze=freeze, optimizer=optimizer,
         scheduler=scheduler, training=shape.training, metrics=[c for c in metrics if c],
-        callbacks=[c for c in callbacks if c], output_dir=output_dir, plugins=shape.plugins,
+        callbacks=[c for c in callbacks if c], output_dir=output_dir, plugins=shape.plugins, directions=directions,
     )
+
+
+def check_monitors(training: TrainingConfig, callbacks: list[Choice], metrics: list[Choice], task: Any,
+                   data: Choice | None, issues: list[ConfigIssue]) -> dict[str, str]:
+    """Every monitored value (``training.monitor``, or the task's default; a callback's ``monitor``) must be one the
+    run computes after each evaluation, with a known direction. Returns each monitor's direction."""
+    watched = [("training.monitor", training.monitor or task.monitor, "training.mode", training.mode,
+                training.monitor is not None)]
+    for i, choice in enumerate(callbacks):
+        options = choice.options
+        if isinstance(getattr(options, "monitor", None), str):
+            mode = getattr(options, "mode", "auto")
+            watched.append((f"callbacks.{i}.monitor", options.monitor, f"callbacks.{i}.mode", mode, True))
+    has_validation = getattr(data.options, "validation", "") if data is not None else ""
+    directions: dict[str, str] = {}
+    for path, monitor, mode_path, mode, chosen in watched:
+        split, _, name = monitor.partition(".")
+        if not name:
+            issues.append(ConfigIssue(path, f"expected SPLIT.METRIC such as 'validation.accuracy', got {monitor!r}"))
+            continue
+        if split != "validation":
+            issues.append(ConfigIssue(path, f"{monitor!r}: monitors are read after each evaluation of the validation "
+                                      f"split; expected 'validation.{name}'"))
+            continue
+        if has_validation is None:  # a format with a `validation` key, left empty: nothing to monitor
+            if chosen:
+                issues.append(ConfigIssue(path, f"{monitor!r}, but data.validation is not set: there is no "
+                                          "validation split to monitor"))
+            continue
+        producers = [m for m in metrics if m.component.produce(name)]
+        if name != "loss" and not producers and all(m.component.produces is not None for m in metrics):
+            computed = ["loss", *(p for m in metrics for p in m.component.produces or ())]
+            default = "" if chosen else f"the task's default, {monitor!r}: "
+            issues.append(ConfigIssue(path, f"{default}no metric computes {name!r}{did_you_mean(name, computed)}; the "
+                                      f"metrics compute: {', '.join(computed)} (add a metric, or monitor one of these)"))
+            continue
+        direction = monitor_direction(monitor, mode, producers, task)
+        if direction is None:
+            issues.append(ConfigIssue(mode_path, f"cannot tell whether {monitor!r} improves up or down: no metric "
+                                      "declares it (register(..., higher_is_better=...)); set \"max\" or \"min\""))
+            continue
+        directions[monitor] = direction
+    return directions
+
+
+def monitor_direction(monitor: str, mode: str, producers: list[Choice], task: Any) -> str | None:
+    """The one rule for which way a monitored value improves: the task file's mode when set; else "min" for the loss;
+    else what the metric computing it declared; else the task's own direction for its default monitor."""
+    if mode != "auto":
+        return mode
+    if monitor.partition(".")[2] == "loss":
+        return "min"
+    for choice in producers:
+        if choice.component.higher_is_better is not None:
+            return "max" if choice.component.higher_is_better else "min"
+    return getattr(task, "monitor_mode", None) if monitor == getattr(task, "monitor", None) else None
 
 
 def infer_format(data: dict[str, Any], registry: Registry) -> str | None:

@@ -17,12 +17,14 @@ declaring one name is an error that names both.
 None of these hooks is ``firstresult``: every plugin is called, and every registration is collected. The *one
 answer* of a single-choice stage (the data format, the head, the optimizer) is the component the task file names.
 
-``register(name, factory, *, options=None, description=None)``:
+``register(name, factory, *, options=None, description=None, higher_is_better=None, produces=None)``:
     ``name``        the name a task file uses (lowercase, ``snake_case``).
     ``factory``     what the engine calls to build the component; its arguments are given per hook below.
     ``options``     a ``pydantic.BaseModel`` subclass validating the component's keys in the task file;
                     ``None`` means the component takes no options. The factory receives an instance.
     ``description`` one line for ``engine plugins``; defaults to the first line of the factory's docstring.
+    ``higher_is_better``, ``produces``  metrics only: which way their values improve, and the names (fnmatch
+                    patterns) of the values computed; checked against monitors by ``engine validate``.
 
 docs/plugins.md is the plugin author's guide: a section per hook, each with the same ``factory`` line as the
 docstring here and a working example (tests/plugins/test_hooks.py keeps the two in step).
@@ -180,7 +182,8 @@ def metric(register: Register) -> None:
     factory: ``factory(options, task: engine.task.Task) -> Callable[[list, list], dict[str, float]]``
         The callable gets the predictions and references of a whole split (as the task's ``predictions`` and
         ``references`` give them, gathered from all processes) and returns named values. Raise
-        ``engine.EngineError`` from the factory when the task's outputs are not what the metric measures.
+        ``engine.EngineError`` from the factory when the task's outputs are not what the metric measures. Register
+        with ``higher_is_better=`` and ``produces=[names or patterns]`` so monitors are checked and directed.
     returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """

@@ -33,6 +33,8 @@ class Register(Protocol):
         *,
         options: type[BaseModel] | None = None,
         description: str | None = None,
+        higher_is_better: bool | None = None,
+        produces: list[str] | None = None,
     ) -> None: ...
 
 
@@ -46,6 +48,16 @@ class Component:
     options: type[BaseModel] | None
     description: str
     plugin: str
+    #: Metrics: whether the values improve upwards (None: not declared).
+    higher_is_better: bool | None = None
+    #: Metrics: the names (fnmatch patterns) of the values computed, e.g. ``["pearson", "pearson_*"]`` (None: not
+    #: declared, so a monitor naming another value cannot be checked before the run).
+    produces: tuple[str, ...] | None = None
+
+    def produce(self, value_name: str) -> bool:
+        from fnmatch import fnmatchcase
+
+        return self.produces is not None and any(fnmatchcase(value_name, p) for p in self.produces)
 
     def build(self, options: BaseModel | None, *args: Any, **kwargs: Any) -> Any:
         return self.factory(options, *args, **kwargs)
@@ -96,6 +108,8 @@ def make_register(registry: Registry, hook: str, plugin: str) -> Register:
         *,
         options: type[BaseModel] | None = None,
         description: str | None = None,
+        higher_is_better: bool | None = None,
+        produces: list[str] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {plugin!r}, hook {hook!r}: register() expects a non-empty name, got {name!r}")
@@ -109,7 +123,14 @@ def make_register(registry: Registry, hook: str, plugin: str) -> Register:
                 f"plugin {plugin!r}, hook {hook!r}: register({name!r}, options=...) expects a pydantic BaseModel "
                 f"subclass, got {options!r}"
             )
+        if (higher_is_better is not None or produces is not None) and hook != "metric":
+            raise PluginError(f"plugin {plugin!r}, hook {hook!r}: register({name!r}, ...): higher_is_better and "
+                              "produces describe metrics; the metric hook takes them")
+        if produces is not None and (isinstance(produces, str) or not all(isinstance(p, str) for p in produces)):
+            raise PluginError(f"plugin {plugin!r}, hook {hook!r}: register({name!r}, produces=...) expects a list of "
+                              f"names or patterns, got {produces!r}")
         doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
-        registry.add(Component(hook, name, factory, options, description or (doc[0] if doc else ""), plugin))
+        registry.add(Component(hook, name, factory, options, description or (doc[0] if doc else ""), plugin,
+                               higher_is_better, tuple(produces) if produces is not None else None))
 
     return register

@@ -28,7 +28,6 @@ from engine.plugins import PluginManager
 from engine.run import RunLock, check_run_dir, manifest, prepare_run_dir, replace_dir, write_json
 
 T = TypeVar("T")
-LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "error")
 
 
 # --- batching ----------------------------------------------------------------------------------------------------
@@ -233,7 +232,8 @@ def load_splits(resolved: ResolvedTask) -> dict[str, Split]:
 
 
 def monitor_and_mode(resolved: ResolvedTask, task: Any, splits: dict[str, Split]) -> tuple[str | None, str]:
-    """The metric that picks the best model (None without its split) and whether it improves up or down."""
+    """The metric that picks the best model (None without its split) and whether it improves up or down (decided
+    when the task file was validated: see ``engine.config.monitor_direction``)."""
     training = resolved.training
     monitor = training.monitor or task.monitor
     if monitor.split(".")[0] not in splits:
@@ -241,11 +241,7 @@ def monitor_and_mode(resolved: ResolvedTask, task: Any, splits: dict[str, Split]
             raise ConfigError([ConfigIssue("training.monitor", f"monitors {monitor!r} but data has no "
                                            f"{monitor.split('.')[0]!r} split")], resolved.source)
         return None, "max"
-    if training.mode != "auto":
-        return monitor, training.mode
-    if monitor == task.monitor:
-        return monitor, task.monitor_mode
-    return monitor, "min" if any(word in monitor for word in LOWER_IS_BETTER) else "max"
+    return monitor, resolved.directions[monitor]
 
 
 class Run:
@@ -354,7 +350,8 @@ class Run:
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.unwrapped = accelerator.unwrap_model(self.model)
         self.state = TrainerState(run_dir=self.run_dir, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                                  max_steps=total_steps, is_main_process=self.main, monitor=monitor, mode=mode)
+                                  max_steps=total_steps, is_main_process=self.main, monitor=monitor, mode=mode,
+                                  directions=dict(resolved.directions))
 
         # Only now, with data and model loaded without error, does an earlier run make way.
         if self.main:

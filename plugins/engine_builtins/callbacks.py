@@ -35,7 +35,7 @@ class EarlyStopping(Callback):
             from engine import EngineError
 
             raise EngineError(f"early_stopping: monitor {monitor!r} is not among the metrics: {', '.join(metrics)}")
-        mode = self.options.mode if self.options.mode != "auto" else (state.mode if monitor == state.monitor else "max")
+        mode = self.options.mode if self.options.mode != "auto" else state.directions[monitor]
         value = metrics[monitor]
         better = self.best is None or (value > self.best + self.options.min_delta if mode == "max" else value < self.best - self.options.min_delta)
         if better:

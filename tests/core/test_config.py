@@ -118,3 +118,58 @@ def test_schema_includes_plugin_components(registry):
     assert "linear" in heads and "mlp" in heads
     tsv = next(v for v in schema["properties"]["data"]["anyOf"] if v.get("properties", {}).get("format", {}).get("const") == "tsv")
     assert "text" in tsv["properties"] and "encoding" in tsv["properties"]
+
+
+# --- monitors: checked before any model loads, with one rule for their direction ----------------------------------
+
+
+def test_early_stopping_on_a_loss_waits_while_the_loss_falls(registry):
+    from engine.callbacks import TrainerState
+
+    raw = minimal(data={"train": "t.tsv", "validation": "v.tsv"},
+                  callbacks=[{"name": "early_stopping", "monitor": "validation.loss", "patience": 1}])
+    resolved = resolve(raw, registry)
+    assert resolved.directions == {"validation.accuracy": "max", "validation.loss": "min"}
+    stopping = next(c for c in resolved.callbacks if c.name == "early_stopping").build()
+    state = TrainerState(run_dir=None, epochs=5, steps_per_epoch=1, directions=resolved.directions)
+    for loss in (0.9, 0.7, 0.5):
+        stopping.on_evaluate(state, {"validation.loss": loss, "validation.accuracy": 0.5})
+        assert not state.should_stop
+    stopping.on_evaluate(state, {"validation.loss": 0.6, "validation.accuracy": 0.5})
+    assert state.should_stop
+
+
+@pytest.mark.parametrize(("monitor", "direction"), [("validation.mse", "min"), ("validation.rmse_score", "min"),
+                                                    ("validation.pearson", "max"), ("validation.r2", "max")])
+def test_a_monitors_direction_is_what_its_metric_declares(registry, monitor, direction):
+    raw = {"task": "regression", "data": {"train": "t.tsv", "validation": "v.tsv"}, "training": {"monitor": monitor}}
+    assert resolve(raw, registry).directions[monitor] == direction
+
+
+@pytest.mark.parametrize(("training", "callback", "path", "message"), [
+    ({"monitor": "test.accuracy"}, {}, "training.monitor", "expected 'validation.accuracy'"),
+    ({"monitor": "validation.acuracy"}, {}, "training.monitor", "no metric computes 'acuracy' (did you mean 'accuracy'?)"),
+    ({}, {"monitor": "validation.f1"}, "callbacks.0.monitor", "no metric computes 'f1'"),
+    ({"monitor": "accuracy"}, {}, "training.monitor", "expected SPLIT.METRIC"),
+])
+def test_a_monitor_the_run_would_not_compute_fails_validation(registry, training, callback, path, message):
+    raw = minimal(data={"train": "t.tsv", "validation": "v.tsv"}, training=training,
+                  callbacks=[{"name": "early_stopping", **callback}])
+    assert message in issues_of(raw, registry)[path]
+
+
+def test_the_tasks_default_monitor_must_be_computed_too(registry):
+    raw = minimal(data={"train": "t.tsv", "validation": "v.tsv"}, metrics=["f1_macro"])
+    assert "no metric computes 'accuracy'" in issues_of(raw, registry)["training.monitor"]
+
+
+def test_a_metric_that_declares_no_direction_needs_a_mode(plugin_manager, tmp_path):
+    from engine.registry import make_register
+
+    registry = plugin_manager.registry()
+    make_register(registry, "metric", "outside")("kappa", lambda options, task: None)  # no declarations: as in 0.1
+    raw = minimal(data={"train": "t.tsv", "validation": "v.tsv"}, metrics=["kappa"],
+                  training={"monitor": "validation.kappa"})
+    assert "cannot tell whether 'validation.kappa' improves up or down" in issues_of(raw, registry)["training.mode"]
+    raw["training"]["mode"] = "max"
+    assert resolve(raw, registry).directions["validation.kappa"] == "max"

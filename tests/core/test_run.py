@@ -230,11 +230,12 @@ def test_gradient_accumulation_takes_one_step_per_n_batches(task, run_engine):
     assert manifest["training_time"]["samples"] == 64
 
 
-def test_monitor_that_no_metric_produces_is_a_clear_error(task, run_engine):
+def test_monitor_that_no_metric_produces_is_a_clear_error_before_training(task, run_engine):
     path = task(training={"epochs": 1, "batch_size": 8, "monitor": "validation.acuracy"})
     result = run_engine("run", path)
-    assert result.exit_code == 1
-    assert "'validation.acuracy' is not among the computed metrics" in " ".join(result.stderr.split())
+    assert result.exit_code == 2  # a task-file error, found before any model loads
+    assert "training.monitor: no metric computes 'acuracy' (did you mean 'accuracy'?)" in " ".join(result.stderr.split())
+    assert not (path.parent / "runs").exists()
 
 
 def test_overwrite_keeps_the_old_run_when_the_new_one_fails_on_bad_data(task, run_engine):

@@ -74,8 +74,7 @@ def test_the_installed_plugin_is_listed_and_runs_predicts_and_is_missed_elsewher
     python, _ = plugin_venv
     listing = engine(python, "plugins", "--hook", "build_head", cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
-    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
-            for line in listing.stdout.splitlines() if line.startswith("│")}
+    rows = {cells[0]: cells[1:] for cells in (line.split("\t") for line in listing.stdout.splitlines()[1:])}
     assert rows["ordinal"] == ["0.1.0", "entry point", "task, build_head, callback, metric"]
     assert rows["heads"][1:] == ["built-in", "build_head"] and "formats" not in rows
 

@@ -42,7 +42,9 @@ def task(register: Any) -> None:
 def metric(register: Any) -> None:
     from engine_builtins.classification import metrics
 
-    register("accuracy", metrics.accuracy, description="Share of rows whose label (or label set) is exactly right.")
+    register("accuracy", metrics.accuracy, description="Share of rows whose label (or label set) is exactly right.",
+             higher_is_better=True, produces=["accuracy"])
     for average in ("macro", "micro"):
         for name in ("precision", "recall", "f1"):
-            register(f"{name}_{average}", metrics.prf(name, average), description=f"{name.capitalize()}, {average}-averaged over labels.")
+            register(f"{name}_{average}", metrics.prf(name, average), higher_is_better=True,
+                     description=f"{name.capitalize()}, {average}-averaged over labels.", produces=[f"{name}_{average}"])

@@ -74,4 +74,6 @@ def metric(register: Any) -> None:
     from engine_builtins.regression import metrics
 
     for name, description in metrics.DESCRIPTIONS.items():
-        register(name, metrics.factory(name), description=description)
+        # A mean over targets and, with several targets, one value per target (pearson_score...).
+        register(name, metrics.factory(name), description=description, produces=[name, f"{name}_*"],
+                 higher_is_better=name in metrics.HIGHER_IS_BETTER)

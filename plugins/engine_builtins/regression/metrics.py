@@ -92,6 +92,9 @@ DESCRIPTIONS = {
 }
 
 
+HIGHER_IS_BETTER = {"pearson", "spearman", "r2"}  # the rest are errors: mse, rmse, mae
+
+
 def per_target(name: str, predictions: list[Sequence[float]], references: list[Sequence[float]],
                targets: Sequence[str]) -> dict[str, float]:
     """``name`` per target (``name_<target>``, when there are several) and its mean over targets (``name``)."""

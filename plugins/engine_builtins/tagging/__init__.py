@@ -123,6 +123,7 @@ def metric(register: Any) -> None:
     for average in ("micro", "macro"):
         for which in ("precision", "recall", "f1"):
             name = f"entity_{which}" + ("_macro" if average == "macro" else "")
-            register(name, metrics.entity_metric(which, average))
-    register("entity_per_type", metrics.entity_per_type, options=PerTypeOptions)
-    register("token_accuracy", metrics.token_accuracy)
+            register(name, metrics.entity_metric(which, average), higher_is_better=True, produces=[name])
+    register("entity_per_type", metrics.entity_per_type, options=PerTypeOptions, higher_is_better=True,
+             produces=["entity_*/*"])
+    register("token_accuracy", metrics.token_accuracy, higher_is_better=True, produces=["token_accuracy"])

@@ -268,6 +268,7 @@ def test_one_target_predicts_a_value_and_evaluate_matches_the_run(task, run_engi
 
 
 def test_regression_metrics_refuse_a_classification_task(task, run_engine, write_task):
-    path = task(task="classification", metrics=["pearson"])
+    path = task(task="classification", metrics=["pearson"],
+                training={"epochs": 1, "batch_size": 8, "monitor": "validation.pearson"})
     result = run_engine("run", path)
     assert result.exit_code == 1 and "'pearson' scores numeric predictions" in " ".join(result.stderr.split())

@@ -89,8 +89,8 @@ def build_head(register: Any) -> None:
 def metric(register: Any) -> None:
     from engine_ordinal import metrics
 
-    register("qwk", metrics.quadratic_kappa)
-    register("rank_mae", metrics.rank_mae)
+    register("qwk", metrics.quadratic_kappa, higher_is_better=True, produces=["qwk"])
+    register("rank_mae", metrics.rank_mae, higher_is_better=False, produces=["rank_mae"])
 
 
 @hookimpl
