@@ -99,7 +99,7 @@ HF_AUTO_CLASSES = {
 
 def save_model(
     directory: Path, model: EngineModel, tokenizer: Any, *, task_config: dict[str, Any], head_config: dict[str, Any],
-    task_state: dict[str, Any], hf_config: dict[str, Any], extra: dict[str, Any],
+    task_state: dict[str, Any], hf_config: dict[str, Any], extra: dict[str, Any], num_outputs: int | None = None,
 ) -> bool:
     """Write ``directory`` (which must not exist yet). Returns whether plain transformers can load it as a whole.
 
@@ -107,11 +107,19 @@ def save_model(
     ``hf_export()`` names an auto class whose head has exactly the head's weights), its weights join the checkpoint
     under transformers' names, so ``AutoModelFor...from_pretrained`` loads the whole model. The head's own weights
     are always in ``head.safetensors`` too, which ``engine predict`` reads.
+
+    The claim is checked, not assumed: the config gets the task's keys (and, when the task names no labels, the
+    head's ``num_outputs`` as ``num_labels``), and every weight the transformers class expects must be there with
+    its shape, on the meta device.
     """
     from safetensors.torch import save_file
 
     backbone, head = _unwrap(model.backbone), _unwrap(model.head)
     config = backbone.config
+    for key, value in hf_config.items():
+        setattr(config, key, value)
+    if num_outputs is not None and not {"id2label", "num_labels"} & set(hf_config):
+        config.num_labels = num_outputs
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     hf_loadable = False
     export = head.hf_export() if hasattr(head, "hf_export") else None
@@ -123,17 +131,16 @@ def save_model(
             candidate = {f"{prefix}.{k}": v for k, v in state.items()}
             candidate.update({k: v.detach().cpu().contiguous() for k, v in head_state.items()})
             with torch.device("meta"):
-                expected = set(hf_class(config).state_dict())
+                expected = {k: v.shape for k, v in hf_class(config).state_dict().items()}
             # Encoder weights the class leaves out (BERT's pooler, under ...ForTokenClassification) may stay: transformers
             # skips them when loading, and engine predict needs the whole encoder back.
-            unused = set(candidate) - expected
-            if expected <= set(candidate) and all(k.startswith(f"{prefix}.") for k in unused):
+            unused = set(candidate) - set(expected)
+            if (set(expected) <= set(candidate) and all(k.startswith(f"{prefix}.") for k in unused)
+                    and all(candidate[k].shape == shape for k, shape in expected.items())):
                 state, hf_loadable = candidate, True
                 config.architectures = [hf_class.__name__]
     if not hf_loadable:
         config.architectures = [type(backbone).__name__]
-    for key, value in hf_config.items():
-        setattr(config, key, value)
 
     directory.mkdir(parents=True)
     save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})

@@ -574,6 +574,7 @@ class Run:
             hf_loadable = save_model(
                 tmp, self.unwrapped, self.tokenizer, task_config=resolved.task.raw, head_config=resolved.head.raw,
                 task_state=self.task.state_dict(), hf_config=self.task.hf_config(),
+                num_outputs=self.task.head_spec(self.unwrapped.backbone.config.hidden_size).num_outputs,
                 extra={"max_length": self.max_length,
                        "plugins": {c.component.plugin: infos[c.component.plugin].version
                                    for c in (resolved.task, resolved.head, resolved.data) if c.component.plugin in infos},
