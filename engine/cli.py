@@ -15,6 +15,9 @@ from engine.errors import EngineError
 def _model_flags(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--format", "-f", help=f"data format of the {what} (default: from its extension, else the training format)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--trust-plugins", action="store_true",
+                        help="import the plugin modules the run's task file named, from where the run recorded them "
+                             "(a run directory is data: without this flag engine runs no code it points to)")
     _plugin_flags(parser)
 
 
@@ -133,7 +136,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from engine.inference import load_model, read_input, run_inference, write_jsonl
 
     manager = _manager(args)
-    loaded = load_model(args.run_dir, manager)
+    loaded = load_model(args.run_dir, manager, trust_plugins=args.trust_plugins)
     split = read_input(loaded, manager, args.input, labelled=False, fmt=args.format)
     result = run_inference(loaded, split, args.batch_size, labelled=False, description="predict")
     predictions = loaded.task.predictions(split, result.features, result.outputs)
@@ -154,7 +157,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.trainer import compute_metrics
 
     manager = _manager(args)
-    loaded = load_model(args.run_dir, manager)
+    loaded = load_model(args.run_dir, manager, trust_plugins=args.trust_plugins)
     split = read_input(loaded, manager, args.data, labelled=True, fmt=args.format)
     loaded.task.check(split)
     task_json = loaded.directory.parent / "task.json"

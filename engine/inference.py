@@ -40,12 +40,12 @@ def model_dir_of(path: Path) -> Path:
 
 
 def _choice(manager: PluginManager, hook: str, raw: Any, what: str, plugins: dict[str, str],
-            trained_with: dict[str, dict[str, Any]]) -> Choice:
+            trained_with: dict[str, dict[str, Any]], untrusted: dict[str, str]) -> Choice:
     registry = manager.registry()
     key = "format" if hook == "load_data" else "name"
     name = raw.get(key) if isinstance(raw, dict) else raw
     if not isinstance(name, str) or registry.find(hook, name) is None:
-        raise PluginError(_missing_message(manager, KINDS[hook], name, plugins, trained_with))
+        raise PluginError(_missing_message(manager, KINDS[hook], name, plugins, trained_with, untrusted))
     issues: list = []
     choice = resolve_choice(registry, hook, raw, what, issues, key=key)
     if issues or choice is None:
@@ -54,7 +54,7 @@ def _choice(manager: PluginManager, hook: str, raw: Any, what: str, plugins: dic
 
 
 def _missing_message(manager: PluginManager, kind: str, name: Any, plugins: dict[str, str],
-                     trained_with: dict[str, dict[str, Any]]) -> str:
+                     trained_with: dict[str, dict[str, Any]], untrusted: dict[str, str]) -> str:
     """Which of the plugins the model was trained with is not loaded now, and what to do about it."""
     absent = [p for p in plugins if p not in manager.infos]
     if not absent:
@@ -64,7 +64,11 @@ def _missing_message(manager: PluginManager, kind: str, name: Any, plugins: dict
     for plugin in absent:
         info = trained_with.get(plugin, {})
         label = f"{plugin!r} {plugins[plugin]}"
-        if plugin in manager.skipped:
+        if plugin in untrusted:
+            reasons.append(f"plugin {label} is a module the training task file named, recorded at {untrusted[plugin]}; "
+                           "a run directory is data, so engine runs no code it points to unless you pass "
+                           "--trust-plugins (read that file first), or put the module on the import path (PYTHONPATH)")
+        elif plugin in manager.skipped:
             reasons.append(f"plugin {label} is installed but not loaded: {manager.skipped[plugin]}")
         elif plugin in manager.failures:
             reasons.append(f"plugin {label} failed to load: {manager.failures[plugin]}")
@@ -89,9 +93,12 @@ def _trained_with(directory: Path) -> dict[str, dict[str, Any]]:
     return {p["name"]: p for p in plugins if isinstance(p, dict) and "name" in p}
 
 
-def _load_task_file_plugins(manager: PluginManager, needed: dict[str, str], trained_with: dict[str, dict[str, Any]]) -> None:
-    """Import again the task-file modules the model was trained with, from the folder they were loaded from then,
-    or from the import path. Those not found are left for the missing-component error to name."""
+def _load_task_file_plugins(manager: PluginManager, needed: dict[str, str], trained_with: dict[str, dict[str, Any]],
+                            trust: bool) -> dict[str, str]:
+    """Import again the task-file modules the model was trained with: from the import path (the user's own), or,
+    with ``trust``, from the folder the run recorded. Returns the modules left out for want of ``trust`` (name ->
+    recorded path); those, and the ones not found, are left for the missing-component error to name."""
+    untrusted: dict[str, str] = {}
     for name in needed:
         if name in manager.infos or name in manager.skipped or name in manager.failures:
             continue
@@ -105,12 +112,17 @@ def _load_task_file_plugins(manager: PluginManager, needed: dict[str, str], trai
             continue
         path = info.get("path")
         base_dir = _import_root(Path(path), name) if path else None
+        recorded = base_dir if base_dir and base_dir.is_dir() and not _findable(name) else None
+        if recorded is not None and not trust:
+            untrusted[name] = str(path)
+            continue
         try:
-            manager.load_modules([name], base_dir if base_dir and base_dir.is_dir() else None)
+            manager.load_modules([name], recorded)
         except ModuleNotFound:
             continue  # the missing-component error says where it was
         except PluginError as exc:
             manager.failures[name] = str(exc)
+    return untrusted
 
 
 def _findable(name: str) -> bool:
@@ -126,19 +138,21 @@ def _import_root(path: Path, name: str) -> Path:
     return path.parents[depth]
 
 
-def load_model(path: Path, manager: PluginManager) -> LoadedModel:
+def load_model(path: Path, manager: PluginManager, *, trust_plugins: bool = False) -> LoadedModel:
+    """A saved model, its task and head built by the plugins that trained it. Task-file modules are imported from
+    where the run recorded them only with ``trust_plugins`` (the run directory is data; see ``--trust-plugins``)."""
     directory = model_dir_of(path)
     meta = read_engine_file(directory)
     plugins = meta.get("plugins", {})
     trained_with = _trained_with(directory)
-    _load_task_file_plugins(manager, plugins, trained_with)
-    task_choice = _choice(manager, "task", meta["task"], "engine.json task", plugins, trained_with)
-    head_choice = _choice(manager, "build_head", meta["head"], "engine.json head", plugins, trained_with)
+    untrusted = _load_task_file_plugins(manager, plugins, trained_with, trust_plugins)
+    task_choice = _choice(manager, "task", meta["task"], "engine.json task", plugins, trained_with, untrusted)
+    head_choice = _choice(manager, "build_head", meta["head"], "engine.json head", plugins, trained_with, untrusted)
     data = meta.get("data", {}).get("options")
     data_choice = None
     if data:
         try:
-            data_choice = _choice(manager, "load_data", data, "engine.json data", plugins, trained_with)
+            data_choice = _choice(manager, "load_data", data, "engine.json data", plugins, trained_with, untrusted)
         except EngineError:
             data_choice = None  # an input file can still name its own format
     task = task_choice.build()

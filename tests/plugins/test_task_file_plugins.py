@@ -97,11 +97,11 @@ def test_blocking_applies_to_task_file_modules(tiny_task, run_engine, monkeypatc
 # --- a saved model with a custom head, reloaded in a fresh process -----------------------------------------------
 
 
-def predict(run_dir, input_file, cwd):
+def predict(run_dir, input_file, cwd, *flags):
     """`engine predict` in a fresh interpreter, as a user runs it later (not from the task's folder)."""
     env = {**os.environ, "ENGINE_PLUGINS": "", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop("PYTHONPATH", None)
-    return subprocess.run([sys.executable, "-m", "engine", "predict", str(run_dir), "--input", str(input_file)],
+    return subprocess.run([sys.executable, "-m", "engine", "predict", str(run_dir), "--input", str(input_file), *flags],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -116,9 +116,22 @@ def trained_with_my_heads(tiny_task, run_engine, tmp_path):
     return path.parent / "runs/tiny", tmp_path / "in.tsv", elsewhere
 
 
+def test_a_run_directory_runs_no_code_it_points_to_unless_trusted(trained_with_my_heads, tmp_path):
+    run_dir, input_file, elsewhere = trained_with_my_heads
+    module = run_dir.parents[1] / "my_heads.py"
+    marker = tmp_path / "imported"
+    module.write_text(module.read_text() + f"\nopen({str(marker)!r}, 'w').close()\n")
+    result = predict(run_dir, input_file, elsewhere)
+    assert result.returncode != 0 and not marker.exists()  # refused, and nothing of the module ran
+    message = " ".join(result.stderr.split())
+    assert f"plugin 'my_heads' 0.3 is a module the training task file named, recorded at {module}" in message
+    assert "unless you pass --trust-plugins" in message and "Traceback" not in result.stderr
+    assert predict(run_dir, input_file, elsewhere, "--trust-plugins").returncode == 0 and marker.exists()
+
+
 def test_predict_in_a_fresh_process_reloads_the_task_file_module(trained_with_my_heads, run_engine):
     run_dir, input_file, elsewhere = trained_with_my_heads
-    result = predict(run_dir, input_file, elsewhere)
+    result = predict(run_dir, input_file, elsewhere, "--trust-plugins")
     assert result.returncode == 0, result.stderr
     fresh = [json.loads(line) for line in result.stdout.splitlines()]
     in_process = run_engine("predict", run_dir, "--input", input_file)
@@ -130,7 +143,7 @@ def test_predict_without_the_module_names_it_and_where_it_was(trained_with_my_he
     run_dir, input_file, elsewhere = trained_with_my_heads
     module = run_dir.parents[1] / "my_heads.py"
     module.rename(module.with_name("moved.py"))
-    result = predict(run_dir, input_file, elsewhere)
+    result = predict(run_dir, input_file, elsewhere, "--trust-plugins")
     assert result.returncode != 0
     message = " ".join(result.stderr.split())
     assert "this model needs the head 'first_token', which no loaded plugin declares" in message
