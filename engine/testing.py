@@ -7,6 +7,12 @@
                     ``tiny_task(head="attention_pooling")`` -> the task file's path (runs to ``runs/tiny``)
 ``plugin_manager``  a ``PluginManager`` with the built-ins, to which a test adds its own plugin module
 
+and a function for end-to-end tests:
+
+``engine_process(*args, cwd=None, env=None, timeout=600)``  runs ``python -m engine ARGS`` in a fresh interpreter,
+                    as a user does (offline; installed plugins only as ``ENGINE_PLUGINS`` names them, none by
+                    default); returns the ``subprocess.CompletedProcess`` with text output
+
 A plugin's tests typically write a task that names ``tiny_model_dir`` as the model and the plugin's components,
 then ``run_engine("run", ...)`` and inspect the run directory. Which installed plugins those runs load follows
 ``ENGINE_PLUGINS``: pin it to your own plugin in your conftest.py so other installed plugins stay out.
@@ -15,8 +21,11 @@ then ``run_engine("run", ...)`` and inspect the run directory. Which installed p
 from __future__ import annotations
 
 import json
+import os
 import random
 import string
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -69,6 +78,14 @@ class Result:
     exit_code: int
     stdout: str
     stderr: str
+
+
+def engine_process(*args: Any, cwd: str | Path | None = None, env: dict[str, str] | None = None,
+                   timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m engine ARGS`` in a fresh interpreter, offline, with no installed plugin unless ``env`` names one."""
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "ENGINE_PLUGINS": "", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "engine", *map(str, args)], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import random
 import pytest
 import torch
 
+from engine.errors import ConfigError
+
 POSITIVE = ["good", "great", "love", "best", "nice", "excellent", "awesome", "fun"]
 NEGATIVE = ["bad", "terrible", "hate", "worst", "poor", "awful", "boring"]
 FILLER = ["the", "movie", "film", "phone", "food", "place", "service", "was", "is", "very", "really", "this", "it"]
@@ -180,7 +182,7 @@ def test_config_errors_exit_2_with_every_problem(task, run_engine):
 
 def test_debug_shows_the_traceback(task, run_engine):
     path = task(head="lineer")
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError, match="unknown head 'lineer'"):  # raised, not printed: Python shows the traceback
         run_engine("--debug", "validate", path)
 
 

@@ -1,21 +1,17 @@
 """The real CLI on the packaged all-MiniLM-L6-v2 and a few dozen rows of the bundled example."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from engine.testing import engine_process
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sentiment"
 
 
-def engine(*args, cwd):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ENGINE_PLUGINS": ""}
-    return subprocess.run([sys.executable, "-m", "engine", *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+engine = engine_process  # the CLI in a fresh process, as a user runs it
 
 
 @pytest.mark.e2e

@@ -1,11 +1,11 @@
 """A user's own module named in task.json ("plugins": [...]), without packaging; and reloading its model later."""
 
 import json
-import os
-import subprocess
 import sys
 
 import pytest
+
+from engine.testing import engine_process
 
 MY_HEADS = '''
 """A head of one's own, in a file next to the task file."""
@@ -99,10 +99,8 @@ def test_blocking_applies_to_task_file_modules(tiny_task, run_engine, monkeypatc
 
 def predict(run_dir, input_file, cwd, *flags):
     """`engine predict` in a fresh interpreter, as a user runs it later (not from the task's folder)."""
-    env = {**os.environ, "ENGINE_PLUGINS": "", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("PYTHONPATH", None)
-    return subprocess.run([sys.executable, "-m", "engine", "predict", str(run_dir), "--input", str(input_file), *flags],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return engine_process("predict", run_dir, "--input", input_file, *flags, cwd=cwd,
+                          env={"OMP_NUM_THREADS": "1", "PYTHONPATH": ""}, timeout=120)
 
 
 @pytest.fixture
