@@ -335,6 +335,12 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
         data_choice = resolve_choice(registry, "load_data", data_raw, "data", issues, key="format", note=failure_note)
 
     augment = [resolve_choice(registry, "augment", v, f"augment.{i}", issues, note=failure_note) for i, v in enumerate(section('augment'))]
+    if getattr(task_object, "labels_per_word", False):
+        for i, choice in enumerate(augment):
+            if choice is not None:
+                issues.append(ConfigIssue(f"augment.{i}", f"{choice.name!r} rewrites texts word by word, and the "
+                                          f"{task_choice.name if task_choice else ''} task has one tag per word: the tags "
+                                          "would no longer match their words. Augmentations are not supported for it"))
     if section('head') is None:
         # A task whose own section is invalid was never built, so its default head is unknown, not missing.
         if task_object is not None:

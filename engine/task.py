@@ -30,6 +30,9 @@ class Task:
     monitor: str = "validation.loss"
     #: ``"max"`` or ``"min"``: the direction in which ``monitor`` improves.
     monitor_mode: str = "min"
+    #: True when a row's ``label`` has one tag per word of its ``text`` (tagging): augmentations, which rewrite
+    #: texts word by word and know nothing of tags, are then refused when the task file is validated.
+    labels_per_word: bool = False
 
     # --- data ----------------------------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Word-level augmentations of training texts (EDA, Wei & Zou 2019): random swap and random deletion.
 
-They act on the ``text`` and ``text_pair`` strings of training rows only; rows whose text is a token list (tagging)
-are left as they are, since moving words would separate them from their tags.
+They act on the ``text`` and ``text_pair`` strings of training rows only; rows whose text is a token list are left as
+they are, and a task with one tag per word (``Task.labels_per_word``: tagging) refuses them at validation, since
+moving words would separate them from their tags.
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ DEFAULT_METRICS = ["entity_f1", "entity_precision", "entity_recall", "entity_f1_
 
 
 class TaggingTask(Task):
+    labels_per_word = True
+
     def __init__(self, options: TaggingOptions) -> None:
         self.options = options
         self.scheme: str = options.scheme

@@ -124,3 +124,15 @@ def test_batches_give_one_prediction_per_word_in_every_subword_mode(tiny_model_d
     assert [len(v) for v in values] == [4, 1]
     predictions = task.predictions(split, features, values)
     assert [len(p["tags"]) for p in predictions] == [4, 1]
+
+
+@pytest.mark.parametrize("augmentation", ["random_swap", "random_deletion"])
+def test_word_augmentations_are_refused_for_tagging_before_anything_runs(augmentation, plugin_manager, tmp_path):
+    from engine.errors import ConfigError
+
+    raw = {"task": "tagging", "data": {"train": "t.conll"}, "augment": [{"name": augmentation, "p": 0.3}]}
+    with pytest.raises(ConfigError) as info:
+        resolve(raw, plugin_manager.registry(), source=tmp_path / "task.json")
+    (issue,) = info.value.issues
+    assert issue.path == "augment.0"
+    assert f"'{augmentation}' rewrites texts word by word, and the tagging task has one tag per word" in issue.message
