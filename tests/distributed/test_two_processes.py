@@ -5,18 +5,45 @@ import json
 import random
 
 
-def test_two_processes(write_task, tiny_model_dir, torchrun):
+STATE_LOG = """
+import json, os
+from engine import Callback, hookimpl
+
+
+class StateLog(Callback):
+    def __init__(self, options):
+        pass
+
+    def on_train_begin(self, state):
+        with open(os.environ["STATE_LOG"], "a") as f:
+            f.write(json.dumps({"rank": os.environ.get("RANK"), "steps_per_epoch": state.steps_per_epoch,
+                                "epochs": state.epochs, "max_steps": state.max_steps}) + "\\n")
+
+
+@hookimpl
+def callback(register):
+    register("state_log", StateLog)
+"""
+
+
+def test_two_processes(write_task, tiny_model_dir, torchrun, tmp_path):
     rng = random.Random(0)
     rows = "".join(f"the film was {rng.choice(['good', 'great'] if i % 2 else ['bad', 'awful'])}\t{'pos' if i % 2 else 'neg'}\n"
                    for i in range(53))
     path = write_task(
         {"task": "classification", "model": {"name": str(tiny_model_dir)},
          "data": {"train": "train.tsv", "validation": "dev.tsv"}, "training": {"epochs": 2, "batch_size": 4},
-         "output_dir": "run"},
-        {"train.tsv": "text\tlabel\n" + rows, "dev.tsv": "text\tlabel\n" + "".join(rows.splitlines(keepends=True)[:13])},
+         "plugins": ["state_log"], "callbacks": ["state_log"], "output_dir": "run"},
+        {"train.tsv": "text\tlabel\n" + rows, "dev.tsv": "text\tlabel\n" + "".join(rows.splitlines(keepends=True)[:13]),
+         "state_log.py": STATE_LOG},
     )
-    result = torchrun("-m", "engine", "run", path)
+    result = torchrun("-m", "engine", "run", path, env={"STATE_LOG": str(tmp_path / "state.jsonl")})
     assert result.returncode == 0, result.stderr[-3000:]
+    # Each process sees the steps it takes (53 rows in global batches of 2 x 4: 7), not the batches of the whole
+    # data at its own batch size (14).
+    states = [json.loads(line) for line in (tmp_path / "state.jsonl").read_text().splitlines()]
+    assert sorted(s["rank"] for s in states) == ["0", "1"]
+    assert all((s["steps_per_epoch"], s["epochs"], s["max_steps"]) == (7, 2, 14) for s in states)
     run_dir = path.parent / "run"
     accuracy = json.loads((run_dir / "metrics.json").read_text())["validation"]["accuracy"]
     assert abs(accuracy * 13 - round(accuracy * 13)) < 1e-9  # a share of the 13 validation rows, not of 14 or 16
