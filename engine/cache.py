@@ -122,16 +122,24 @@ def entries() -> list[Entry]:
     return sorted(found, key=lambda e: e.last_used, reverse=True)
 
 
+STALE_BUILD = 86400  # seconds: an unfinished build older than this was killed (a live one may still be writing)
+
+
 def clear(older_than_days: float | None = None) -> tuple[int, int]:
-    """Remove entries (those unused for ``older_than_days``, or all) and unfinished builds: (count, bytes)."""
+    """Remove entries (those unused for ``older_than_days``, or all) and stale unfinished builds: (count, bytes)."""
     root = cache_root()
     removed, freed = 0, 0
-    cutoff = time.time() - older_than_days * 86400 if older_than_days is not None else None
+    now = time.time()
+    cutoff = now - older_than_days * 86400 if older_than_days is not None else None
     for entry in entries():
         if cutoff is None or entry.last_used < cutoff:
             shutil.rmtree(entry.path, ignore_errors=True)
             removed, freed = removed + 1, freed + entry.size
     for tmp in root.glob("*/.*.tmp"):
-        if cutoff is None or tmp.stat().st_mtime < time.time() - 86400:
+        try:
+            stale = tmp.stat().st_mtime < now - STALE_BUILD
+        except FileNotFoundError:  # finished (renamed into place) meanwhile
+            continue
+        if stale:
             shutil.rmtree(tmp, ignore_errors=True)
     return removed, freed

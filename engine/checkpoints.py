@@ -70,7 +70,6 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
         raise RunDirError(f"--resume: {path / STATE_FILE} cannot be read ({exc}); delete {path} to resume from an older checkpoint") from None
 
 
-
 def clean_partial(run_dir: Path) -> None:
     """Remove what a killed run left half-written (``*.tmp``, ``*.deleting``)."""
     folder = checkpoint_dir(run_dir)

@@ -133,13 +133,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from engine import console
+    from engine.features import predictions_of
     from engine.inference import load_model, read_input, run_inference, write_jsonl
 
     manager = _manager(args)
     loaded = load_model(args.run_dir, manager, trust_plugins=args.trust_plugins)
     split = read_input(loaded, manager, args.input, labelled=False, fmt=args.format)
     result = run_inference(loaded, split, args.batch_size, labelled=False, description="predict")
-    predictions = loaded.task.predictions(split, result.features, result.outputs)
+    predictions = predictions_of(loaded.task, split, result.features, result.outputs)
     rows = [loaded.task.format_prediction(row, p) for row, p in zip(split.rows, predictions)]
     if result.is_main_process:
         write_jsonl(rows, args.output)
@@ -239,11 +240,13 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KB", "MB", "GB"):
         n /= 1024
-    return f"{n:.1f} TB"
+        if n < 1024 or unit == "GB":
+            break
+    return f"{n:.1f} {unit}"
 
 
 COMMANDS = {"cache": cmd_cache, "run": cmd_run, "validate": cmd_validate, "schema": cmd_schema, "predict": cmd_predict,

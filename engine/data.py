@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, overload
 
@@ -57,6 +58,11 @@ class DataOptions(BaseModel):
         return {name: value for name in SPLITS if (value := getattr(self, name))}
 
 
+# Options that say which files and how to deliver their rows, not what the rows are: not part of a cache key, and
+# not carried over when `engine predict` reads its input the way the training data was read.
+DELIVERY = {*SPLITS, "streaming", "fit_rows", "num_proc"}
+
+
 class Split:
     """One split's rows, where they came from, and facts a format adds for the task (``info``).
 
@@ -88,54 +94,33 @@ class Split:
     def columns(self) -> list[str]:
         return [name.removesuffix(JSON) for name in self.data.column_names or []]
 
-    def batches(self, columns: Sequence[str] | None = None, size: int = 1000) -> Iterator[tuple[int, dict[str, list[Any]]]]:
-        """``(index of the first row, {column: values})`` over the whole split, decoded, in order."""
+    def batches(self, columns: Sequence[str] | None = None, size: int = 1000) -> Iterator[dict[str, list[Any]]]:
+        """``{column: values}`` batches over the whole split, decoded, in order (of the ``columns`` it has)."""
         stored = self.data.column_names or []
         wanted = None if columns is None else [c + JSON if c + JSON in stored else c for c in columns if
                                                c in stored or c + JSON in stored]
         data = self.data if wanted is None else self.data.select_columns(wanted)
-        start = 0
         for batch in data.iter(batch_size=size):
-            decoded = decode_batch(batch)
-            yield start, decoded
-            start += len(next(iter(decoded.values()))) if decoded else 0
+            yield decode_batch(batch)
 
-    def column(self, name: str) -> list[Any]:
-        """One column of every row, decoded (absent column: ``None`` per row)."""
-        if name not in self.columns:
-            return [None] * len(self)
-        values: list[Any] = []
-        for _, batch in self.batches([name], size=CHUNK):
-            values.extend(batch[name])
-        return values
-
-    def values(self, name: str) -> Iterator[tuple[Any, int | None]]:
-        """``(value, line)`` of one column over the whole split, in order (value None where a row has none)."""
-        present = name in self.columns
-        if not present and LINE not in self.columns:
-            yield from ((None, None) for _ in range(len(self)))
+    def values(self, *names: str) -> Iterator[tuple[Any, ...]]:
+        """``(value, ..., line)`` of the named columns over the whole split, in order; None where a row (or the
+        split) has no value. ``split.values("label")`` gives ``(label, line)`` pairs."""
+        wanted = [name for name in (*names, LINE) if name in self.columns]
+        if not wanted:
+            yield from ((None,) * (len(names) + 1) for _ in range(len(self)))
             return
-        for _, batch in self.batches([name, LINE] if present else [LINE], size=CHUNK):
-            lines = batch.get(LINE) or [None] * len(next(iter(batch.values())))
-            yield from zip(batch[name] if present else [None] * len(lines), lines)
+        for batch in self.batches(wanted, size=CHUNK):
+            n = len(batch[wanted[0]])
+            yield from zip(*(batch.get(name, [None] * n) for name in (*names, LINE)))
 
     def where(self, index: int) -> tuple[str, int | None]:
         """(file, line) of a row, for error messages."""
-        line = self.data[index][LINE] if LINE in self.columns else None
-        return self.source, line
+        return self.source, self.rows[index].get(LINE)
 
     def head(self, n: int) -> Split:
         """The first ``n`` rows, in memory (how a stream is fitted)."""
-        def rows() -> Iterator[dict[str, Any]]:
-            count = 0
-            for _, batch in self.batches(size=min(n, CHUNK)):
-                for row in rows_of(batch)[: n - count]:
-                    yield row
-                    count += 1
-                if count >= n:
-                    return
-
-        return self.with_rows(rows_to_dataset(rows(), self.source))
+        return self.with_rows(rows_to_dataset(islice(self.rows, n), self.source))
 
     def with_rows(self, rows: Any, fingerprint: str | None = None) -> Split:
         """This split (name, source, info) with other rows: an augmented copy, a prefix."""
@@ -163,10 +148,10 @@ class Rows(Sequence[dict[str, Any]]):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(index)
-        return decode_row(self.split.data[index])
+        return self[index : index + 1][0]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for _, batch in self.split.batches(size=CHUNK):
+        for batch in self.split.batches(size=CHUNK):
             yield from rows_of(batch)
 
     def __eq__(self, other: object) -> bool:
@@ -178,12 +163,6 @@ class Rows(Sequence[dict[str, Any]]):
 
 
 # --- Arrow encoding of rows -------------------------------------------------------------------------------------
-
-
-def decode_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored row as the format wrote it (columns it has no value in left out)."""
-    return {(k[: -len(JSON)] if k.endswith(JSON) else k): (_loads(v) if k.endswith(JSON) else v)
-            for k, v in row.items() if v is not None}
 
 
 def decode_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -290,7 +269,17 @@ def rows_to_dataset(rows: Iterable[dict[str, Any]], source: str, path: Path | No
     return datasets.Dataset.from_file(str(path))
 
 
-def stream_rows(rows: Callable[[], Iterable[dict[str, Any]]], source: str) -> datasets.IterableDataset:
+def cached_rows(key: str, source: str, rows: Callable[[], Iterable[dict[str, Any]]]) -> datasets.Dataset:
+    """The rows ``rows()`` gives, written once to the data cache under ``key`` and memory-mapped from there."""
+    from engine import cache
+
+    def write(folder: Path) -> dict[str, Any]:
+        return {"source": source, "rows": rows_to_dataset(rows(), source, folder / "rows.arrow").num_rows}
+
+    return cache.load(cache.lookup("rows", key) or cache.build("rows", key, write), "rows")
+
+
+def stream_rows(source: str, rows: Callable[[], Iterable[dict[str, Any]]]) -> datasets.IterableDataset:
     """A streamed split: ``rows()`` is called for every pass and read lazily, ``CHUNK`` rows at a time. The
     columns' types come from the first chunk, read once here."""
     import datasets

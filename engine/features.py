@@ -13,13 +13,15 @@ import os
 import random
 import time
 import uuid
+import weakref
 import warnings
 from functools import partial
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable, Iterator
 
 from engine import cache, console
-from engine.data import Split, decode_batch, rows_of
+from engine.data import LINE, Split, decode_batch, rows_of
 from engine.errors import DataError, EngineError
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -36,8 +38,21 @@ def encodes_in_batches(task: Any) -> bool:
     return method is not None and method is not Task.encode_batch
 
 
+def feature_key(task_config: Any, plugin_version: str | None) -> list[Any]:
+    """What identifies a task's features beyond its class and ``state_dict()``: the task file's section (its
+    options) and the version of the plugin that declared it. One shape for training and for predict/evaluate, so
+    each finds the features the other cached."""
+    return [task_config, plugin_version]
+
+
+_fingerprints: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
 def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """A hash of what the tokenizer does (its vocabulary, rules and inputs), wherever it was loaded from."""
+    """A hash of what the tokenizer does (its vocabulary, rules and inputs), wherever it was loaded from; computed
+    once per tokenizer object (serialising a large vocabulary takes a second)."""
+    if tokenizer in _fingerprints:
+        return _fingerprints[tokenizer]
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         # Without the truncation and padding settings, which the last call left there.
@@ -48,14 +63,18 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
         text = Hasher.hash(tokenizer)
     text += json.dumps([type(tokenizer).__name__, list(tokenizer.model_input_names)])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+    _fingerprints[tokenizer] = hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+    return _fingerprints[tokenizer]
 
 
 def _encode(batch: dict[str, list[Any]], indices: list[int], *, task: Any, tokenizer: Any, max_length: int,
             labelled: bool, source: str) -> dict[str, Any]:
-    """One ``Dataset.map`` batch: the task's columns, with ``row`` made absolute and ``length`` filled in."""
+    """One ``Dataset.map`` batch: the task's columns, with ``row`` made absolute and ``length`` filled in. The
+    task always gets a ``_line`` column (None where the source has no lines)."""
+    rows = decode_batch(batch)
+    rows.setdefault(LINE, [None] * len(indices))
     try:
-        out = dict(task.encode_batch(decode_batch(batch), tokenizer, max_length, labelled))
+        out = dict(task.encode_batch(rows, tokenizer, max_length, labelled))
     except DataError as exc:
         if exc.file is None:
             raise DataError(exc.message, source, exc.line) from None
@@ -93,7 +112,7 @@ def encode_split(task: Any, split: Split, tokenizer: Any, max_length: int, *, la
                  num_proc: int | None = None, key: Any = None) -> Any:
     """The features of every row of ``split``: a ``datasets.Dataset`` (an ``IterableDataset``, encoded as it is
     read, for a streamed split). Cached when the split has a fingerprint; ``key`` adds what else identifies the
-    task (its options, its plugin's version)."""
+    task (``feature_key``)."""
     if not encodes_in_batches(task):
         return _encode_legacy(task, split, tokenizer, max_length, labelled)
     encode = partial(_encode, task=task, tokenizer=tokenizer, max_length=max_length, labelled=labelled,
@@ -179,13 +198,11 @@ def report(split: Split, features: Any, max_length: int) -> None:
 
 
 def lengths(features: Any) -> list[int]:
-    return features.data.column("length").to_pylist() if hasattr(features, "data") else [f["length"] for f in features]
+    return features.data.column("length").to_pylist()
 
 
 def take(features: Any, indices: list[int]) -> list[dict[str, Any]]:
     """The features at ``indices``, as dicts (what ``collate`` gets)."""
-    if isinstance(features, list):
-        return [features[i] for i in indices]
     return rows_of(features[indices])
 
 
@@ -197,10 +214,10 @@ def augment(train: Split, augmentations: list[Callable[[list[dict[str, Any]], ra
     """The training split through the augmentations, chunk by chunk: each chunk of ``AUGMENT_CHUNK`` rows gets a
     generator seeded by ``seed`` and its position, so a run reproduces whatever reads it (a stream, several
     processes). Cached with the split's rows."""
-    from engine.data import rows_to_dataset, stream_rows
+    from engine.data import cached_rows, rows_to_dataset, stream_rows
 
     def rows() -> Iterator[dict[str, Any]]:
-        for index, (_, batch) in enumerate(train.batches(size=AUGMENT_CHUNK)):
+        for index, batch in enumerate(train.batches(size=AUGMENT_CHUNK)):
             chunk = rows_of(batch)
             rng = random.Random(f"{seed}:{index}")
             for apply in augmentations:
@@ -208,10 +225,35 @@ def augment(train: Split, augmentations: list[Callable[[list[dict[str, Any]], ra
             yield from chunk
 
     if train.streaming:
-        return train.with_rows(stream_rows(rows, train.source))
+        return train.with_rows(stream_rows(train.source, rows))
     if train.fingerprint is None:
         return train.with_rows(rows_to_dataset(rows(), train.source))
     key = cache.fingerprint("augmented", train.fingerprint, configs, seed)
-    entry = cache.lookup("rows", key) or cache.build("rows", key, lambda folder: {
-        "source": train.source, "rows": rows_to_dataset(rows(), train.source, folder / "rows.arrow").num_rows})
-    return train.with_rows(cache.load(entry, "rows"), fingerprint=key)
+    return train.with_rows(cached_rows(key, train.source, rows), fingerprint=key)
+
+
+class FeatureRows(Sequence[dict[str, Any]]):
+    """Features as a task's ``predictions`` sees them: dicts read from Arrow a batch at a time when iterated (row by
+    row, a 100,000-feature split takes seconds), and whole columns by name (``features["row"]``) as lists."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return int(self.data.num_rows)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return self.data.data.column(key).to_pylist()
+        if isinstance(key, slice):
+            return rows_of(self.data[key])
+        return rows_of(self.data[key : key + 1 or None])[0]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch in self.data.iter(batch_size=BATCH * 10):
+            yield from rows_of(batch)
+
+
+def predictions_of(task: Any, split: Split, features: Any, outputs: list[Any]) -> list[Any]:
+    """The task's predictions for every row of ``split`` from its features' outputs."""
+    return task.predictions(split, FeatureRows(features), outputs)

@@ -124,7 +124,8 @@ def freeze(register: Register) -> None:
         The object has ``apply(model: engine.model.EngineModel, epoch: int) -> None``, called at the start of every
         epoch (0-based), which sets ``requires_grad`` on backbone parameters. Schedules that unfreeze over time act
         at these epoch boundaries. ``apply`` must depend on ``epoch`` alone: before training it is also called once
-        for every epoch, to learn which parameters ever train (the rest stay out of DDP and the optimizer's work).
+        for every epoch (a streamed run: its first 1,000 passes), to learn which parameters ever train (the rest
+        stay out of DDP and the optimizer's work).
     returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Choice, resolve_choice
-from engine.data import Split
+from engine.data import DELIVERY, Split
 from engine.errors import ConfigError, EngineError, PluginError, RunDirError
 from engine.model import EngineModel, load_backbone, load_head_weights, read_engine_file
 from engine.plugins import TASK_FILE, ModuleNotFound, PluginManager
@@ -26,6 +26,7 @@ class LoadedModel:
     tokenizer: Any
     model: EngineModel
     data: Choice | None
+    task_plugin: str  # the plugin that declares the task (its version is part of the features' cache key)
 
 
 def model_dir_of(path: Path) -> Path:
@@ -163,7 +164,7 @@ def load_model(path: Path, manager: PluginManager, *, trust_plugins: bool = Fals
     load_head_weights(head, directory)
     model = EngineModel(backbone, head, list(tokenizer.model_input_names))
     model.eval()
-    return LoadedModel(directory, meta, task, tokenizer, model, data_choice)
+    return LoadedModel(directory, meta, task, tokenizer, model, data_choice, task_choice.component.plugin)
 
 
 def read_input(loaded: LoadedModel, manager: PluginManager, file: Path, *, labelled: bool,
@@ -179,7 +180,7 @@ def read_input(loaded: LoadedModel, manager: PluginManager, file: Path, *, label
         fmt = file.suffix.lstrip(".").lower()
         if registry.find("load_data", fmt) is None:
             fmt = base.get("format") or fmt
-    raw = {k: v for k, v in base.items() if k not in ("train", "validation", "test", "format", "streaming")}
+    raw = {k: v for k, v in base.items() if k not in DELIVERY | {"format"}}
     raw.update({"format": fmt, "train": str(file.resolve()), "labels_required": labelled})
     component = registry.find("load_data", fmt)
     if component is None:
@@ -214,13 +215,13 @@ def run_inference(loaded: LoadedModel, split: Split, batch_size: int, *, labelle
     """Encode ``split`` as training did and run the model over it (on every process under a distributed launch)."""
     from accelerate import Accelerator
 
-    from engine.features import encode_split
+    from engine.features import encode_split, feature_key
     from engine.trainer import first_on_node, infer
 
     accelerator = Accelerator()
     features = first_on_node(accelerator, lambda: encode_split(
         loaded.task, split, loaded.tokenizer, loaded.meta["max_length"], labelled=labelled,
-        key=[loaded.meta["task"], loaded.meta.get("plugins")]))
+        key=feature_key(loaded.meta["task"], loaded.meta.get("plugins", {}).get(loaded.task_plugin))))
     model = accelerator.prepare_model(loaded.model, evaluation_mode=True)
     outputs, loss = infer(model, features, loaded.task, loaded.tokenizer, batch_size, accelerator, description)
     return Inference(split, features, outputs, loss, accelerator.is_main_process)

@@ -48,7 +48,8 @@ class Task:
                      labelled: bool = True) -> dict[str, list[Any]]:
         """Tokenize a batch of rows into features, column by column.
 
-        ``rows`` maps each column (``text``, ``text_pair``, ``label``, ``_line``...) to its values. Return columns
+        ``rows`` maps each column (``text``, ``text_pair``, ``label``...) to its values, and always has ``_line``
+        (``engine.LINE``; None where the source has no lines). Return columns
         of equal length, one value per feature: the model inputs (``input_ids``, ``attention_mask``...), what
         ``collate`` needs (``labels`` when ``labelled``), and optionally ``length`` (default: of ``input_ids``)
         and ``row``. A row may give several features or none: then ``row`` says, for each feature, the position of
@@ -77,7 +78,7 @@ class Task:
         """One prediction per row of ``split``, from the outputs of its features (windows merge here).
 
         ``features`` is a sequence of dicts (what ``encode_batch`` returned, with ``row`` as the row's index in
-        the split); ``outputs[i]`` belongs to ``features[i]``."""
+        the split); ``outputs[i]`` belongs to ``features[i]``. Iterate it, or read a column: ``features["row"]``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement predictions")
 
     def references(self, split: Split) -> list[Any]:

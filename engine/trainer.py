@@ -19,9 +19,9 @@ from engine import console
 from engine.callbacks import CallbackList, TrainerState
 from engine.checkpoints import checkpoint_dir, clean_partial, latest_checkpoint, read_trainer_state, save_checkpoint
 from engine.config import ResolvedTask
-from engine.data import Split
+from engine.data import DataOptions, Split
 from engine.errors import ConfigError, ConfigIssue, EngineError, RunDirError
-from engine.features import augment, encode_split, lengths, take
+from engine.features import augment, encode_split, feature_key, lengths, predictions_of, take
 from engine.head import HeadOutput
 from engine.model import EngineModel, default_max_length, load_pretrained, save_model
 from engine.plugins import PluginManager
@@ -122,6 +122,7 @@ class StreamBatches(torch.utils.data.IterableDataset):
 
 
 BUFFER_BATCHES = 50  # global batches in a streaming shuffle buffer (as in one sorted chunk of LengthGroupedBatches)
+STREAM_PASSES = 1000  # passes over a stream whose freezing schedule decides what enters DDP and the optimizer
 
 
 def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -201,7 +202,7 @@ def infer(model: torch.nn.Module, features: Any, task: Any, tokenizer: Any, batc
 
 def compute_metrics(task: Any, metrics: list[Any], split: Split, features: Any,
                     outputs: list[Any], loss: float | None) -> dict[str, float]:
-    predictions = task.predictions(split, features, outputs)
+    predictions = predictions_of(task, split, features, outputs)
     references = task.references(split)
     values: dict[str, float] = {}
     if loss is not None:
@@ -284,7 +285,8 @@ class Run:
         self.splits = first_on_node(accelerator, lambda: load_splits(resolved))
         train = self.splits["train"]
         # A stream is fitted on its first rows; what they miss (a label seen later) fails as it is read, with its line.
-        self.task.fit(train.head(getattr(resolved.data.options, "fit_rows", 100_000)) if train.streaming else train)
+        fit_rows = getattr(resolved.data.options, "fit_rows", DataOptions.model_fields["fit_rows"].default)
+        self.task.fit(train.head(fit_rows) if train.streaming else train)
         for name, split in self.splits.items():
             if name != "train":
                 self.task.check(split)
@@ -297,14 +299,15 @@ class Run:
         console.info(f"Loading [bold]{resolved.model.name}[/]")
         self.tokenizer, backbone = load_pretrained(resolved.model.name, resolved.model.revision)
         self.max_length = default_max_length(self.tokenizer, backbone, resolved.model.max_length)
-        key = [resolved.task.raw, self.manager.infos.get(resolved.task.component.plugin, None)
-               and self.manager.infos[resolved.task.component.plugin].version]
+        version = getattr(self.manager.infos.get(resolved.task.component.plugin), "version", None)
+        key = feature_key(resolved.task.raw, version)
         self.features = first_on_node(accelerator, lambda: {
             name: encode_split(self.task, split, self.tokenizer, self.max_length, key=key,
                                num_proc=getattr(resolved.data.options, "num_proc", None))
             for name, split in self.splits.items()})
         set_seed(training.seed)
-        head = resolved.head.build(self.task.head_spec(backbone.config.hidden_size))
+        self.head_spec = self.task.head_spec(backbone.config.hidden_size)
+        head = resolved.head.build(self.head_spec)
         model = EngineModel(backbone, head, list(self.tokenizer.model_input_names))
         self.freezer = resolved.freeze.build()
         self.metrics = [choice.build(self.task) for choice in resolved.metrics]
@@ -322,7 +325,7 @@ class Run:
             self.sampler = StreamBatches(self.features["train"], training.batch_size, training.seed,
                                          training.group_by_length, **shards)
             loader = DataLoader(self.sampler, batch_size=None, generator=torch.Generator(),
-                                collate_fn=lambda features: pad(features))
+                                collate_fn=pad)
         else:
             self.sampler = LengthGroupedBatches(lengths(self.features["train"]), training.batch_size, training.seed,
                                                 training.group_by_length, **shards)
@@ -341,7 +344,8 @@ class Run:
             total_steps = training.max_steps or steps_per_epoch * epochs
 
         # Optimisation. Freezing comes before DDP wraps the model: what never trains stays out of it.
-        trainable_at_any_epoch(self.freezer, model, epochs)
+        # (A stream's passes are bounded only by max_steps: its schedule is read for the first STREAM_PASSES.)
+        trainable_at_any_epoch(self.freezer, model, min(epochs, STREAM_PASSES) if self.streaming else epochs)
         optimizer = resolved.optimizer.build(model)
         # The scheduler is ours to step, once per optimizer step: Accelerate's wrapper would step it once per
         # process, which suits loaders it shards itself, not ours.
@@ -458,7 +462,7 @@ class Run:
                     self.evaluate_and_select()
                 evaluated = True
             if self.finished():
-                complete = self.streaming is False and state.epoch_batches >= len(self.sampler)
+                complete = not self.streaming and state.epoch_batches >= len(self.sampler)
                 break
             if (self.streaming or state.epoch_batches < len(self.sampler)) and self.checkpoint_due():
                 with self.clock_stopped():
@@ -574,7 +578,7 @@ class Run:
             hf_loadable = save_model(
                 tmp, self.unwrapped, self.tokenizer, task_config=resolved.task.raw, head_config=resolved.head.raw,
                 task_state=self.task.state_dict(), hf_config=self.task.hf_config(),
-                num_outputs=self.task.head_spec(self.unwrapped.backbone.config.hidden_size).num_outputs,
+                num_outputs=self.head_spec.num_outputs,
                 extra={"max_length": self.max_length,
                        "plugins": {c.component.plugin: infos[c.component.plugin].version
                                    for c in (resolved.task, resolved.head, resolved.data) if c.component.plugin in infos},
@@ -623,10 +627,13 @@ def trainable_at_any_epoch(freezer: Any, model: torch.nn.Module, epochs: int) ->
     A schedule that unfreezes later (``gradual``) keeps its later layers in, frozen until their epoch; DDP then
     finds them unused in the steps before (``find_unused_parameters``), and syncs them once they train.
     """
+    names = {name for name, _ in model.named_parameters()}
     trainable: set[str] = set()
     for epoch in range(epochs):
         freezer.apply(model, epoch)
         trainable |= {name for name, p in model.named_parameters() if p.requires_grad}
+        if trainable == names:  # nothing left to find (no freezing; a gradual schedule fully unfrozen)
+            break
     for name, param in model.named_parameters():
         param.requires_grad = name in trainable
 

@@ -7,7 +7,6 @@ Every format produces rows with the standard columns ``text`` (and ``text_pair``
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 from functools import partial
@@ -16,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator
 from pydantic import Field, field_validator
 
 from engine import LINE, DataError, DataOptions, Split, cache, hookimpl
-from engine.data import resolve_path, rows_to_dataset, stream_rows
+from engine.data import DELIVERY, cached_rows, resolve_path, stream_rows
 from engine.errors import did_you_mean
 
 
@@ -178,10 +177,6 @@ def read_jsonl(path: Path, options: Any, what: str) -> Iterator[dict[str, Any]]:
         yield make_row(record, options, path, i)
 
 
-# Options that change how rows are delivered, not what they are: not part of a cache key.
-DELIVERY = {"train", "validation", "test", "streaming", "fit_rows", "num_proc"}
-
-
 def load_files(options: Any, base_dir: Path, reader: Callable[[Path, str], Iterable[dict[str, Any]]],
                info: dict[str, Any] | None = None) -> dict[str, Split]:
     """Each split the options name, its rows from ``reader(path, what)``: written once to the data cache and
@@ -193,18 +188,10 @@ def load_files(options: Any, base_dir: Path, reader: Callable[[Path, str], Itera
         what = f"data.{name}"
         key = cache.fingerprint("rows", type(options).__qualname__, options.model_dump(exclude=DELIVERY),
                                 cache.file_fingerprint(path))
-        if name == "train" and options.streaming:
-            rows: Any = stream_rows(partial(reader, path, what), str(path))
-        else:
-            entry = cache.lookup("rows", key) or cache.build("rows", key, partial(_write_rows, reader, path, what))
-            rows = cache.load(entry, "rows")
-        splits[name] = Split(name, rows, str(path), dict(info or {}), fingerprint=key)
+        deliver = stream_rows if name == "train" and options.streaming else partial(cached_rows, key)
+        splits[name] = Split(name, deliver(str(path), partial(reader, path, what)), str(path), dict(info or {}),
+                             fingerprint=key)
     return splits
-
-
-def _write_rows(reader: Callable[[Path, str], Iterable[dict[str, Any]]], path: Path, what: str, folder: Path) -> dict[str, Any]:
-    rows = rows_to_dataset(reader(path, what), str(path), folder / "rows.arrow")
-    return {"source": str(path), "rows": rows.num_rows}
 
 
 def column_info(options: Any) -> dict[str, Any]:
@@ -255,15 +242,9 @@ def load_datasets(options: DatasetsOptions, base_dir: Path) -> dict[str, Split]:
         check_columns(list(ds.column_names or ds.features or []), options, local, options.labels_required)
         source = f"{local}[{wanted}]"
         key = cache.fingerprint("rows", "datasets", options.model_dump(exclude=DELIVERY), origin, wanted)
-        rows = partial(_dataset_rows, ds, options, local)
-        if name == "train" and options.streaming:
-            split_rows: Any = stream_rows(rows, source)
-        else:
-            entry = cache.lookup("rows", key) or cache.build(
-                "rows", key, lambda folder, rows=rows, source=source: {
-                    "source": source, "rows": rows_to_dataset(rows(), source, folder / "rows.arrow").num_rows})
-            split_rows = cache.load(entry, "rows")
-        splits[name] = Split(name, split_rows, source, column_info(options), fingerprint=key)
+        deliver = stream_rows if name == "train" and options.streaming else partial(cached_rows, key)
+        splits[name] = Split(name, deliver(source, partial(_dataset_rows, ds, options, local)), source,
+                             column_info(options), fingerprint=key)
     return splits
 
 

@@ -12,7 +12,7 @@ def encode_texts(rows: dict[str, list[Any]], tokenizer: Any, max_length: int) ->
     pairs = rows.get("text_pair")
     if pairs is not None and None in pairs:
         missing = pairs.index(None)
-        raise DataError("missing the second text of the pair", line=rows[LINE][missing] if LINE in rows else None)
+        raise DataError("missing the second text of the pair", line=rows[LINE][missing])
     encoded = tokenizer([str(t) for t in rows["text"]], [str(t) for t in pairs] if pairs is not None else None,
                         truncation=True, max_length=max_length)
     return {key: encoded[key] for key in encoded.keys()}

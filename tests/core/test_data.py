@@ -243,6 +243,6 @@ def test_augmentation_over_an_arrow_split_is_seeded_per_chunk_cached_and_the_sam
 
     orders = [order(a, b) for a, b in zip(first.rows, split.rows)]
     assert orders[:1000] != orders[1000:2000]  # each chunk its own generator, not one seed repeated
-    stream = split.with_rows(stream_rows(lambda: iter(split.rows), split.source))
+    stream = split.with_rows(stream_rows(split.source, lambda: iter(split.rows)))
     streamed = augment(stream, swap, [], seed=1)
     assert list(streamed.rows) == list(first.rows)

@@ -51,20 +51,33 @@ class ClassificationTask(Task):
         for value, line in split.values("label"):
             yield self._names(value, line, split.source), line
 
+    @property
+    def _index(self) -> dict[str, int]:
+        """Label name -> id, made again only when ``labels`` is replaced (``fit``, ``load_state_dict``)."""
+        if getattr(self, "_index_of", None) is not self.labels:
+            self._index_of, self._index_cache = self.labels, {name: i for i, name in enumerate(self.labels)}
+        return self._index_cache
+
+    def _ids(self, value: Any, line: int | None, source: str | None = None) -> Any:
+        """A row's label id (a list of ids for multi-label); an unknown label is a DataError at the row."""
+        index = self._index
+        names = self._names(value, line, source)
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            raise DataError(f"unknown label {unknown[0]!r}; expected one of: {', '.join(self.labels)}", source, line)
+        return [index[n] for n in names] if self.options.multi_label else index[names[0]]
+
     def fit(self, train: Split) -> None:
-        if not self.labels:
-            seen = {name for names, _ in self._split_names(train) for name in names}
-            self.labels = sorted(seen, key=_natural)
-            if len(self.labels) < 2:
-                raise DataError(f"the training data has only one label ({', '.join(self.labels)}); a classifier needs two or more", train.source)
-        self.check(train)
+        if self.labels:  # declared in the task file: the training rows must use them
+            self.check(train)
+            return
+        self.labels = sorted({name for names, _ in self._split_names(train) for name in names}, key=_natural)
+        if len(self.labels) < 2:
+            raise DataError(f"the training data has only one label ({', '.join(self.labels)}); a classifier needs two or more", train.source)
 
     def check(self, split: Split) -> None:
-        known = set(self.labels)
-        for names, line in self._split_names(split):
-            for name in names:
-                if name not in known:
-                    raise DataError(f"unknown label {name!r}; expected one of: {', '.join(self.labels)}", split.source, line)
+        for value, line in split.values("label"):
+            self._ids(value, line, split.source)
 
     # --- features ----------------------------------------------------------------------------------------------
 
@@ -72,15 +85,7 @@ class ClassificationTask(Task):
                      labelled: bool = True) -> dict[str, list[Any]]:
         features = encode_texts(rows, tokenizer, max_length)
         if labelled:
-            index = {name: i for i, name in enumerate(self.labels)}
-            ids = []
-            for value, line in zip(rows["label"], rows.get(LINE, [None] * len(rows["label"]))):
-                names = self._names(value, line)
-                unknown = [n for n in names if n not in index]
-                if unknown:
-                    raise DataError(f"unknown label {unknown[0]!r}; expected one of: {', '.join(self.labels)}", line=line)
-                ids.append([index[n] for n in names] if self.options.multi_label else index[names[0]])
-            features["labels"] = ids
+            features["labels"] = [self._ids(value, line) for value, line in zip(rows["label"], rows[LINE])]
         return features
 
     def collate(self, features: list[dict[str, Any]], tokenizer: Any) -> dict[str, torch.Tensor]:

@@ -98,11 +98,11 @@ class RegressionTask(Task):
             trained = "pairs of texts" if self.pair else "single texts"
             given = "a pair of texts" if pair else "one text"
             raise DataError(f"this model was trained on {trained}, but each row here has {given} (see data.text)",
-                            line=rows[LINE][0] if LINE in rows else None)
+                            line=rows[LINE][0])
         features = encode_texts(rows, tokenizer, max_length)
         if labelled:
             features["labels"] = [[(v - s) / c for v, s, c in zip(self._targets(value, line), self.shift, self.scale)]
-                                  for value, line in zip(rows["label"], rows.get(LINE, [None] * len(rows["label"])))]
+                                  for value, line in zip(rows["label"], rows[LINE])]
         return features
 
     def collate(self, features: list[dict[str, Any]], tokenizer: Any) -> dict[str, torch.Tensor]:

@@ -76,20 +76,16 @@ class TaggingTask(Task):
             raise DataError(f"{len(tags)} tags for {len(tokens)} tokens", source, line)
         return [t.strip() for t in tags]
 
-    def _rows(self, split: Split) -> Iterator[tuple[Any, Any, int | None]]:
-        """``(text, label, line)`` of every row."""
-        for _, batch in split.batches(["text", "label", LINE]):
-            n = len(batch["text"])
-            yield from zip(batch["text"], batch.get("label", [None] * n), batch.get(LINE, [None] * n))
-
     def _tag_error(self, text: Any, line: int | None, source: str, error: TagError) -> DataError:
         tokens = self.tokens({"text": text})
         return DataError(f"token {error.index + 1} ({tokens[error.index]!r}): {error}", source, line)
 
     def _checked(self, split: Split) -> tuple[list[tuple[Any, int | None]], list[list[str]], str]:
         """Every row's tags, checked against the scheme (declared, or detected in this split) and the known types."""
-        rows = [(text, line) for text, _, line in self._rows(split)]
-        sequences = [self._raw_tags(text, value, line, split.source) for text, value, line in self._rows(split)]
+        rows, sequences = [], []
+        for text, value, line in split.values("text", "label"):
+            rows.append((text, line))
+            sequences.append(self._raw_tags(text, value, line, split.source))
         for (text, line), tags in zip(rows, sequences):
             for k, tag in enumerate(tags):
                 try:
@@ -158,7 +154,8 @@ class TaggingTask(Task):
         self._check_types(split, rows, sequences)
 
     def references(self, split: Split) -> list[Any]:
-        return [normalize(self._raw_tags(text, value, line, split.source)) for text, value, line in self._rows(split)]
+        return [normalize(self._raw_tags(text, value, line, split.source))
+                for text, value, line in split.values("text", "label")]
 
     # --- features ----------------------------------------------------------------------------------------------
 
@@ -167,7 +164,7 @@ class TaggingTask(Task):
         index = {name: i for i, name in enumerate(self.tag_names)}
         # In "all" mode a word's later subwords continue its entity: B-X -> I-X.
         continuation = [index[f"I-{name[2:]}"] if name.startswith("B-") else i for i, name in enumerate(self.tag_names)]
-        lines = rows.get(LINE, [None] * len(rows["text"]))
+        lines = rows[LINE]
         sentences = [self.tokens({"text": text}) for text in rows["text"]]
         for words, line in zip(sentences, lines):
             if not words:
@@ -232,7 +229,7 @@ class TaggingTask(Task):
         for feature, values in zip(features, outputs):
             parts[feature["row"]].append((feature["words"], feature["context"], values))
         result = []
-        for text, row_parts in zip(split.column("text"), parts):
+        for (text, _), row_parts in zip(split.values("text"), parts):
             ids = merge_windows(len(self.tokens({"text": text})), row_parts)
             # Windows (or a softmax head) may join into an I- after O; read as an entity start, written as B-.
             result.append({"tags": normalize([self.tag_names[t] for t in ids])})

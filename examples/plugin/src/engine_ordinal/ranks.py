@@ -79,8 +79,17 @@ class OrdinalTask(Task):
         for value, line in split.values("label"):
             yield self._label(value, line, split.source), line
 
+    def _rank(self, value: Any, line: int | None, source: str | None = None) -> int:
+        """A row's rank (the index of its level); an unknown level is a DataError at the row."""
+        name = self._label(value, line, source)
+        if name not in self.levels:
+            raise DataError(f"unknown level {name!r}; expected one of: {', '.join(self.levels)}", source, line)
+        return self.levels.index(name)
+
     def fit(self, train: Split) -> None:
-        if not self.levels:
+        if self.levels:  # declared in the task file: the training rows must use them
+            self.check(train)
+        else:
             seen = {name for name, _ in self._labels(train)}
             numbers = {name: _number(name) for name in seen}
             words = sorted(name for name, number in numbers.items() if number is None)
@@ -93,13 +102,10 @@ class OrdinalTask(Task):
             self.levels = sorted(seen, key=float)
             if len(self.levels) < 2:
                 raise DataError(f"the training data has only one level ({self.levels[0]}); ordinal needs two or more", train.source)
-        self.check(train)
 
     def check(self, split: Split) -> None:
-        known = set(self.levels)
-        for name, line in self._labels(split):
-            if name not in known:
-                raise DataError(f"unknown level {name!r}; expected one of: {', '.join(self.levels)}", split.source, line)
+        for value, line in split.values("label"):
+            self._rank(value, line, split.source)
 
     def rank(self, name: str) -> int:
         return self.levels.index(name)
@@ -108,7 +114,7 @@ class OrdinalTask(Task):
 
     def encode_batch(self, rows: dict[str, list[Any]], tokenizer: Any, max_length: int,
                      labelled: bool = True) -> dict[str, list[Any]]:
-        lines = rows.get(LINE) or [None] * len(rows["text"])
+        lines = rows[LINE]
         pairs = rows.get("text_pair")
         if pairs is not None and None in pairs:
             raise DataError("missing the second text of the pair", line=lines[pairs.index(None)])
@@ -116,13 +122,7 @@ class OrdinalTask(Task):
                             truncation=True, max_length=max_length)
         features = {key: encoded[key] for key in encoded.keys()}  # one feature per row: no "row" column needed
         if labelled:
-            index = {name: k for k, name in enumerate(self.levels)}
-            names = [self._label(value, line) for value, line in zip(rows["label"], lines)]
-            unknown = [(name, line) for name, line in zip(names, lines) if name not in index]
-            if unknown:
-                raise DataError(f"unknown level {unknown[0][0]!r}; expected one of: {', '.join(self.levels)}",
-                                line=unknown[0][1])
-            features["labels"] = [index[name] for name in names]
+            features["labels"] = [self._rank(value, line) for value, line in zip(rows["label"], lines)]
         return features
 
     def collate(self, features: list[dict[str, Any]], tokenizer: Any) -> dict[str, torch.Tensor]:
