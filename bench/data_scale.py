@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = ("the a film movie story plot actor scene great terrible boring funny slow quick moving heart music score "
-         "dull bright dark long short best worst simply never always quite really truly deeply oddly").split()
+WORDS = ["the", "a", "film", "movie", "story", "plot", "actor", "scene", "great", "terrible", "boring", "funny", "slow", "quick", "moving", "heart", "music", "score", "dull", "bright", "dark", "long", "short", "best", "worst", "simply", "never", "always", "quite", "really", "truly", "deeply", "oddly"]
 
 
 def generate(path: Path, rows: int, seed: int = 0) -> Path:

@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sst2_sample import DEFAULT_DATA, sample, write_tsv  # noqa: E402
+from sst2_sample import DEFAULT_DATA, sample, write_tsv
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ddp_unused_parameters.md"
 

@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sst2_sample import DEFAULT_DATA, sample, write_tsv  # noqa: E402
+from sst2_sample import DEFAULT_DATA, sample, write_tsv
 
 BATCH, LR, SEED = 32, 1e-4, 13
 
@@ -40,8 +40,13 @@ def rows_of(tsv: Path) -> tuple[list[str], list[int]]:
 
 def worker_trainer(tsv: Path) -> float:
     import datasets
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     texts, labels = rows_of(tsv)
     tokenizer = AutoTokenizer.from_pretrained(model_path())

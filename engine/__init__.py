@@ -11,6 +11,16 @@ from engine.task import Task
 
 __version__ = "0.2.0"
 __all__ = [
-    "LINE", "Callback", "ConfigError", "DataError", "DataOptions", "EngineError", "PluginError", "Split", "Task",
-    "TrainerState", "hookimpl", "__version__",
+    "LINE",
+    "Callback",
+    "ConfigError",
+    "DataError",
+    "DataOptions",
+    "EngineError",
+    "PluginError",
+    "Split",
+    "Task",
+    "TrainerState",
+    "__version__",
+    "hookimpl",
 ]

@@ -13,12 +13,12 @@ import os
 import random
 import time
 import uuid
-import weakref
 import warnings
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from collections.abc import Sequence
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from engine import cache, console
 from engine.data import LINE, Split, decode_batch, rows_of

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import Any, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
 

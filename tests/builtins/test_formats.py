@@ -4,7 +4,14 @@ import pytest
 
 from engine import DataError
 from engine_builtins.formats import (
-    CsvOptions, DatasetsOptions, JsonlOptions, TableOptions, load_csv, load_datasets, load_jsonl, load_tsv,
+    CsvOptions,
+    DatasetsOptions,
+    JsonlOptions,
+    TableOptions,
+    load_csv,
+    load_datasets,
+    load_jsonl,
+    load_tsv,
 )
 
 

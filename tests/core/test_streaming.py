@@ -58,7 +58,7 @@ def test_a_label_the_fitted_rows_did_not_have_stops_the_run_at_its_line(write_ta
 def test_a_file_larger_than_the_memory_limit_trains_100_steps_in_flat_memory(write_task, tiny_model_dir, run_engine,
                                                                             tmp_path, monkeypatch):
     rng = random.Random(0)
-    words = "the a film movie story great terrible boring funny slow".split()
+    words = ["the", "a", "film", "movie", "story", "great", "terrible", "boring", "funny", "slow"]
     block = "".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 20))) + "\t" + rng.choice(["pos", "neg"])
                     + "\n" for _ in range(10_000))
     path = stream_task(write_task, tiny_model_dir, [], fit_rows=1000)

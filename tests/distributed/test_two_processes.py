@@ -4,7 +4,6 @@ training batches split between processes, no sample dropped or counted twice in 
 import json
 import random
 
-
 STATE_LOG = """
 import json, os
 from engine import Callback, hookimpl

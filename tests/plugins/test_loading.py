@@ -141,7 +141,7 @@ def test_two_plugins_declaring_one_name_is_an_error_naming_both(install_fake, mo
         load_plugins()
     # The remedy it names is a flag the CLI has.
     flag = re.search(r"\((--[\w-]+) NAME", str(info.value)).group(1)
-    run_help = build_parser()._subparsers._group_actions[0].choices["run"].format_help()  # noqa: SLF001
+    run_help = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     assert re.search(re.escape(flag) + r"\b(?!-)", run_help), f"{flag} is not an option of engine run"
 
 

@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
-
-from engine import DataError, EngineError, Split
-from engine.head import HeadSpec
 from engine_ordinal import OrdinalOptions
 from engine_ordinal.attention import AttentionPoolingHead
 from engine_ordinal.metrics import kappa
 from engine_ordinal.ranks import OrdinalTask, cumulative_loss, level_probabilities, monotone
+
+from engine import DataError, EngineError, Split
+from engine.head import HeadSpec
 
 
 def split(*labels):

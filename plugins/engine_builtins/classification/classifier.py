@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from engine import LINE, DataError, Split
-from engine.task import Task
 from engine.head import HeadOutput, HeadSpec
+from engine.task import Task
 from engine_builtins.classification import ClassificationOptions
 from engine_builtins.sentence_inputs import encode_texts, pad_batch
 

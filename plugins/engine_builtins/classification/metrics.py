@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Metric = Callable[[list[Any], list[Any]], dict[str, float]]
 

@@ -7,7 +7,8 @@ values equal to scipy's and scikit-learn's to within rounding.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from engine import EngineError
 

@@ -12,8 +12,9 @@ word's prediction comes from the window where it has the most context on both si
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from engine import EngineError
 

@@ -22,7 +22,7 @@ decoding excludes them outright.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

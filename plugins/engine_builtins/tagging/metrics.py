@@ -9,8 +9,9 @@ types that occur in the references or the predictions; a ratio with nothing to d
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from engine import EngineError
 from engine_builtins.tagging.schemes import entities

@@ -7,8 +7,9 @@ and ``_line`` (the line of the sentence's first token). Pure Python.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from engine import LINE, DataError, Split
 from engine_builtins.formats import load_files, read_lines

@@ -11,8 +11,8 @@ and the CRF's transition constraints already rule out the sequences that make BI
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 OUTSIDE = "O"
 

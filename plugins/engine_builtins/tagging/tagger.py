@@ -10,16 +10,23 @@ inside (see ``schemes``); the saved model knows the BIO tags of the entity types
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from engine import LINE, DataError, Split, console
-from engine.task import Task
 from engine.head import HeadOutput, HeadSpec
+from engine.task import Task
 from engine_builtins.sentence_inputs import pad_batch
 from engine_builtins.tagging import TaggingOptions
 from engine_builtins.tagging.alignment import merge_windows, tokenize_sentences, window_features
 from engine_builtins.tagging.schemes import (
-    OUTSIDE, TagError, check_scheme, detect_scheme, entities, normalize, split_tag, starts_with_inside,
+    OUTSIDE,
+    TagError,
+    check_scheme,
+    detect_scheme,
+    entities,
+    normalize,
+    split_tag,
+    starts_with_inside,
 )
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from engine import DataError, Split
+from engine.features import encode_split
 from engine_builtins.regression import RegressionOptions
 from engine_builtins.regression.regressor import RegressionTask, regression_loss
-from engine.features import encode_split
 
 GOOD = ["good", "great", "love", "best", "nice", "excellent"]
 BAD = ["bad", "terrible", "hate", "worst", "poor", "awful"]

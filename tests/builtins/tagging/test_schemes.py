@@ -6,7 +6,13 @@ import pytest
 from seqeval.metrics.sequence_labeling import get_entities
 
 from engine_builtins.tagging.schemes import (
-    Entity, TagError, check_scheme, detect_scheme, entities, normalize, split_tag,
+    Entity,
+    TagError,
+    check_scheme,
+    detect_scheme,
+    entities,
+    normalize,
+    split_tag,
 )
 
 ALPHABET = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "B-creative-work", "I-creative-work"]

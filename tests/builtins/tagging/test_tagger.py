@@ -8,10 +8,10 @@ from transformers import AutoTokenizer
 
 from engine import DataError, Split
 from engine.config import resolve
+from engine.features import encode_split
 from engine_builtins.formats import JsonlOptions, load_jsonl
 from engine_builtins.tagging import TaggingOptions
 from engine_builtins.tagging.tagger import TaggingTask
-from engine.features import encode_split
 
 
 def split_of(*sentences, name="train"):

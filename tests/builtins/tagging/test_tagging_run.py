@@ -14,7 +14,7 @@ from engine.inference import load_model
 from engine.plugins import PluginManager
 
 PEOPLE, PLACES, COMPANIES = ["john", "paul", "mary"], ["london", "paris", "berlin"], ["google", "apple", "microsoft"]
-FILLER = "the a good bad movie phone food was is very".split()
+FILLER = ["the", "a", "good", "bad", "movie", "phone", "food", "was", "is", "very"]
 
 
 def sentence(rng, length=None):

@@ -7,7 +7,8 @@ references are names, as those tasks give them.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from engine import EngineError
 

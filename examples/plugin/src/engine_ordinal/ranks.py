@@ -11,7 +11,8 @@ implements what is its own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from engine import LINE, DataError, Split
 from engine.head import HeadOutput, HeadSpec
