@@ -21,7 +21,7 @@ class TrainerState:
     epoch: int = 0  # the epoch in progress (0-based), or the next one to run
     epoch_batches: int = 0  # batches of the epoch in progress already trained on (each process's count)
     global_step: int = 0  # optimizer steps taken
-    samples: int = 0  # training samples seen, over all processes
+    samples: int = 0  # training rows seen, over all processes (a row read as several features counts once)
     train_seconds: float = 0.0  # time spent training, evaluations excluded
     monitor: str | None = None
     mode: str = "max"

@@ -201,6 +201,25 @@ def lengths(features: Any) -> list[int]:
     return features.data.column("length").to_pylist()
 
 
+def row_starts(features: Any) -> Any:
+    """A boolean array: whether each feature is the first of its row. Rows count once however many features they
+    give (tagging windows, a multiple-choice row's sequences), so progress and samples/s count rows: a row counts
+    where its first feature is. Features of one row are consecutive, as the encoding writes them."""
+    import numpy as np
+
+    rows = features.data.column("row").to_numpy() if features.num_rows else np.zeros(0, dtype=np.int64)
+    return starts_of(rows)
+
+
+def starts_of(rows: Any, previous: int | None = None) -> Any:
+    """``row_starts`` of a sequence of row numbers; ``previous`` is the row of the feature before the first."""
+    import numpy as np
+
+    rows = np.asarray(rows)
+    before = np.concatenate([[-1 if previous is None else previous], rows[:-1]]) if len(rows) else rows
+    return rows != before
+
+
 def take(features: Any, indices: list[int]) -> list[dict[str, Any]]:
     """The features at ``indices``, as dicts (what ``collate`` gets)."""
     return rows_of(features[indices])

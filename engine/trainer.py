@@ -22,7 +22,7 @@ from engine.checkpoints import checkpoint_dir, clean_partial, latest_checkpoint,
 from engine.config import ResolvedTask
 from engine.data import DataOptions, Split
 from engine.errors import ConfigError, ConfigIssue, EngineError, RunDirError
-from engine.features import augment, encode_split, feature_key, lengths, predictions_of, take
+from engine.features import augment, encode_split, feature_key, lengths, predictions_of, row_starts, starts_of, take
 from engine.head import HeadOutput
 from engine.model import EngineModel, default_max_length, load_pretrained, save_model
 from engine.plugins import PluginManager
@@ -47,10 +47,14 @@ class LengthGroupedBatches(Sampler[list[int]]):
     """
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group: bool = True, *,
-                 num_processes: int = 1, rank: int = 0) -> None:
+                 num_processes: int = 1, rank: int = 0, starts: Any = None) -> None:
         self.lengths, self.seed, self.group = lengths, seed, group
         self.batch_size, self.num_processes, self.rank = batch_size, num_processes, rank
         self.epoch, self.skip = 0, 0
+        #: ``row_starts`` of the features (None: every feature is a row of its own).
+        self.starts = starts
+        #: Rows in each global batch of the epoch being iterated (``rows_in``), all processes' shares together.
+        self.batch_rows: list[int] = []
 
     def start_epoch(self, epoch: int, skip: int = 0) -> None:
         # Not `set_epoch`: Accelerate calls that on samplers with its own count of iterations, wrong after a resume.
@@ -75,8 +79,15 @@ class LengthGroupedBatches(Sampler[list[int]]):
         rng.shuffle(full)
         return full + [b for b in batches if len(b) != size]  # the one short batch, if any, goes last
 
+    def rows_in(self, batch: int) -> int:
+        """The rows the epoch's ``batch``-th global batch trains on (a row counts in the batch of its first
+        feature): every process knows the whole batch's count, with no communication."""
+        return self.batch_rows[batch]
+
     def __iter__(self) -> Iterator[list[int]]:
         batches = self.global_batches()
+        starts = self.starts
+        self.batch_rows = [len(b) for b in batches] if starts is None else [int(starts[b].sum()) for b in batches]
         for batch in batches[self.skip :]:
             if len(batch) < self.num_processes:  # every process needs a share: top up from the first batch
                 batch = batch + batches[0][: self.num_processes - len(batch)]
@@ -97,28 +108,38 @@ class StreamBatches(torch.utils.data.IterableDataset):
         self.features, self.batch_size, self.seed, self.group = features, batch_size, seed, group
         self.num_processes, self.rank = num_processes, rank
         self.epoch, self.skip = 0, 0
+        self.batch_rows: dict[int, int] = {}  # rows of the global batches read but not yet trained on
 
     def start_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch, self.skip = epoch, skip
 
+    def rows_in(self, batch: int) -> int:
+        """As ``LengthGroupedBatches.rows_in``, for a batch already read (asked for once, in order)."""
+        return self.batch_rows.pop(batch)
+
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
         size = self.batch_size * self.num_processes * BUFFER_BATCHES
-        done = 0
+        done, last_row = 0, None
         buffer: list[dict[str, Any]] = []
+        self.batch_rows = {}
         for part, feature in enumerate(self.features):
             buffer.append(feature)
             if len(buffer) == size:
-                yield from self._batches(buffer, part, done)
+                yield from self._batches(buffer, part, done, last_row)
                 done += math.ceil(len(buffer) / (self.batch_size * self.num_processes))
-                buffer = []
+                buffer, last_row = [], buffer[-1]["row"]
         if buffer:
-            yield from self._batches(buffer, -1, done)
+            yield from self._batches(buffer, -1, done, last_row)
 
-    def _batches(self, buffer: list[dict[str, Any]], part: int, done: int) -> Iterator[list[dict[str, Any]]]:
+    def _batches(self, buffer: list[dict[str, Any]], part: int, done: int,
+                 last_row: int | None) -> Iterator[list[dict[str, Any]]]:
         sampler = LengthGroupedBatches([f["length"] for f in buffer], self.batch_size, self.seed * 7919 + part,
-                                       self.group, num_processes=self.num_processes, rank=self.rank)
-        sampler.start_epoch(self.epoch, skip=max(0, self.skip - done))
-        for indices in sampler:
+                                       self.group, num_processes=self.num_processes, rank=self.rank,
+                                       starts=starts_of([f["row"] for f in buffer], last_row))
+        skip = max(0, self.skip - done)
+        sampler.start_epoch(self.epoch, skip=skip)
+        for number, indices in enumerate(sampler, start=done + skip):
+            self.batch_rows[number] = sampler.rows_in(number - done)
             yield [buffer[i] for i in indices]
 
 
@@ -178,10 +199,11 @@ def infer(model: torch.nn.Module, features: Any, task: Any, tokenizer: Any, batc
     n, rank = accelerator.num_processes, accelerator.process_index
     batches = sorted_batches(lengths(features), batch_size * n)
     outputs: list[Any] = [None] * len(features)
+    starts = row_starts(features)
     loss_sum, loss_count, done = 0.0, 0.0, 0
     model.eval()
     with torch.inference_mode(), console.progress(transient=True) as bar:
-        job = bar.add_task(description, total=len(features), unit="rows", postfix="")
+        job = bar.add_task(description, total=int(starts.sum()), unit="rows", postfix="")
         for indices in (b[rank::n] for b in batches):
             pairs: list[tuple[int, Any]] = []
             if indices:
@@ -195,7 +217,7 @@ def infer(model: torch.nn.Module, features: Any, task: Any, tokenizer: Any, batc
                     loss_count += weight
             for i, value in (gather_object(pairs) if n > 1 else pairs):
                 outputs[i] = value
-                done += 1
+                done += int(starts[i])
             bar.update(job, completed=done)
     totals = accelerator.reduce(torch.tensor([loss_sum, loss_count], dtype=torch.float64), reduction="sum").tolist()
     return outputs, (totals[0] / totals[1] if totals[1] else None)
@@ -329,7 +351,8 @@ class Run:
                                 collate_fn=pad)
         else:
             self.sampler = LengthGroupedBatches(lengths(self.features["train"]), training.batch_size, training.seed,
-                                                training.group_by_length, **shards)
+                                                training.group_by_length, starts=row_starts(self.features["train"]),
+                                                **shards)
             loader = DataLoader(self.features["train"], batch_sampler=self.sampler, generator=torch.Generator(),
                                 collate_fn=pad)
         # The sampler already shards; Accelerate only places batches and tells `accumulate` where an epoch ends.
@@ -411,18 +434,21 @@ class Run:
         callbacks.fire("on_train_begin", state)
         self.model.train()
         with console.progress() as bar:
+            # Counted in rows (a row of several features counts once). A run that ends inside an epoch (max_steps)
+            # or in a stream of unknown rows starts from an estimate, made exact when training ends.
+            batches = state.max_steps * self.training.gradient_accumulation_steps
             if self.streaming:
-                total = state.max_steps * self.training.gradient_accumulation_steps * self.global_batch
-                done = state.samples
+                total = batches * self.global_batch
             else:
-                epochs, steps = divmod(state.max_steps, state.steps_per_epoch)
-                total = self.samples_through(epochs, steps * self.training.gradient_accumulation_steps)
-                done = self.samples_through(state.epoch, state.epoch_batches)
-            job = bar.add_task("train", total=total, completed=done, unit="samples", postfix="")
+                assert isinstance(self.sampler, LengthGroupedBatches)
+                total = round(int(self.sampler.starts.sum()) * batches / len(self.sampler))
+            job = bar.add_task("train", total=total, completed=state.samples, unit="rows", postfix="")
             while state.epoch < state.epochs and not self.finished():
                 what = f"pass {state.epoch + 1}" if self.streaming else f"epoch {state.epoch + 1}/{state.epochs}"
                 bar.update(job, description=what)
                 self.train_epoch(bar, job)
+            if state.global_step >= state.max_steps:
+                bar.update(job, total=state.samples)
         callbacks.fire("on_train_end", state)
 
     def train_epoch(self, bar: Any, job: Any) -> None:
@@ -444,11 +470,11 @@ class Run:
                     accelerator.clip_grad_norm_(model.parameters(), training.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+            rows = self.sampler.rows_in(state.epoch_batches)
             state.epoch_batches += 1
             losses.append(out.loss.detach().float().item())
-            samples = len(batch["input_ids"]) * accelerator.num_processes
-            state.samples += samples
-            bar.advance(job, samples)
+            state.samples += rows
+            bar.advance(job, rows)
             if not accelerator.sync_gradients:
                 continue
             if not accelerator.optimizer_step_was_skipped:
@@ -495,11 +521,6 @@ class Run:
     @property
     def global_batch(self) -> int:
         return self.training.batch_size * self.accelerator.num_processes
-
-    def samples_through(self, epochs: int, batches: int) -> int:
-        """Training samples in ``epochs`` whole epochs and ``batches`` batches of the next (for the progress bar)."""
-        per_epoch = len(self.features["train"])
-        return epochs * per_epoch + min(batches * self.global_batch, per_epoch)
 
     @contextmanager
     def clock_stopped(self) -> Iterator[None]:

@@ -189,3 +189,16 @@ def test_a_missing_tag_column_is_named_by_file_and_line(tiny_model_dir, write_ta
     result = run_engine("run", path)
     assert result.exit_code == 1
     assert "train.conll, line 2: expected 2 fields like line 1, got 1: 'smith'" in result.stderr
+
+
+def test_progress_and_samples_count_sentences_not_windows(tiny_model_dir, tmp_path, capsys):
+    rng = random.Random(1)
+    (tmp_path / "train.conll").write_text(conll([sentence(rng, 40) for _ in range(12)]))  # ~40 tokens: 2-3 windows
+    (tmp_path / "dev.conll").write_text(conll([sentence(rng) for _ in range(4)]))
+    config = task_config(tiny_model_dir, model={"name": str(tiny_model_dir), "max_length": 24},
+                         training={"epochs": 2, "batch_size": 4, "seed": 3})
+    (tmp_path / "task.json").write_text(json.dumps(config))
+    assert main(["run", str(tmp_path / "task.json")]) == 0
+    assert "train: 12 row(s) are read as several features" in " ".join(capsys.readouterr().err.split())
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["training_time"]["samples"] == 2 * 12  # sentences, two epochs; not their windows
