@@ -24,6 +24,39 @@ KINDS: dict[str, str] = {
 }
 
 
+# What the engine passes each hook's factories, positionally, after the validated options (engine.hookspecs).
+FACTORY_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "task": (),
+    "load_data": ("base_dir",),
+    "augment": (),
+    "build_head": ("spec",),
+    "freeze": (),
+    "optimizer": ("model",),
+    "scheduler": ("optimizer", "num_training_steps"),
+    "callback": (),
+    "metric": ("task",),
+}
+
+
+def factory_signature(hook: str) -> str:
+    return f"factory({', '.join(('options', *FACTORY_ARGUMENTS[hook]))})"
+
+
+def check_factory(factory: Callable[..., Any], hook: str) -> str | None:
+    """Why ``factory`` cannot be called the way the engine calls factories of ``hook`` (None: it can)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read (some builtins): trust it
+        return None
+    try:
+        signature.bind(*(None for _ in range(1 + len(FACTORY_ARGUMENTS[hook]))))
+    except TypeError as exc:
+        return f"{getattr(factory, '__qualname__', factory)}{signature} does not accept that ({exc})"
+    return None
+
+
 class Register(Protocol):
     """The callable every hook receives; see ``engine.hookspecs``."""
 
@@ -118,6 +151,12 @@ def make_register(registry: Registry, hook: str, plugin: str) -> Register:
             raise PluginError(
                 f"plugin {plugin!r}, hook {hook!r}: register({name!r}, ...) expects a callable factory, "
                 f"got {type(factory).__name__}"
+            )
+        mismatch = check_factory(factory, hook)
+        if mismatch is not None:
+            raise PluginError(
+                f"plugin {plugin!r}, hook {hook!r}: register({name!r}, ...): the engine calls a {KINDS[hook]}'s "
+                f"factory as {factory_signature(hook)}; {mismatch}. See engine.hookspecs.{hook}."
             )
         if options is not None and not (isinstance(options, type) and issubclass(options, BaseModel)):
             raise PluginError(

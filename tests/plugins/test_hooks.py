@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import hookspecs
-from engine.registry import KINDS
+from engine.registry import FACTORY_ARGUMENTS, KINDS, factory_signature
 from engine.testing import labelled_rows
 
 HERE = Path(__file__).resolve().parent
@@ -43,7 +43,13 @@ def test_the_guide_has_one_section_per_hook_with_its_parameters():
 
 
 def test_the_registry_knows_every_hook():
-    assert set(KINDS) == set(HOOKS)
+    assert set(KINDS) == set(HOOKS) == set(FACTORY_ARGUMENTS)
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_registration_checks_factories_against_the_signature_the_docstring_gives(hook):
+    documented = re.sub(r": [^,)]+", "", docstring_factory(hook).split(" -> ")[0])  # without annotations
+    assert factory_signature(hook) == documented
 
 
 @pytest.mark.parametrize("hook", HOOKS)

@@ -1,6 +1,7 @@
 """Which plugins load: entry points, the ENGINE_PLUGINS pin, blocking, broken plugins, duplicate names."""
 
 import re
+import textwrap
 
 import pytest
 
@@ -175,6 +176,55 @@ def test_register_says_which_plugin_and_hook_called_it_wrongly(plugin_manager, c
     with pytest.raises(PluginError) as info:
         plugin_manager.registry()
     assert str(info.value).startswith("plugin 'wrong', hook 'augment': ") and expected in str(info.value)
+
+
+POOL_WITHOUT_SPEC = """
+    from engine import hookimpl
+
+    def pool(options):  # a head factory also gets the HeadSpec
+        return None
+
+    @hookimpl
+    def build_head(register):
+        register("pool", pool)
+"""
+
+
+def test_a_factory_the_engine_cannot_call_is_refused_at_load_naming_plugin_hook_and_signature(install_fake,
+                                                                                              monkeypatch):
+    install_fake("engine_pool", POOL_WITHOUT_SPEC, entry_point="pool")
+    monkeypatch.setenv("ENGINE_PLUGINS", "pool")
+    manager = load_plugins()  # loading, not a run, finds it
+    assert manager.failures["pool"] == (
+        "plugin 'pool', hook 'build_head': register('pool', ...): the engine calls a head's factory as "
+        "factory(options, spec); pool(options) does not accept that (too many positional arguments). "
+        "See engine.hookspecs.build_head.")
+    assert manager.registry().find("build_head", "pool") is None and "linear" in manager.registry().names("build_head")
+
+
+@pytest.mark.parametrize("factory", [
+    "def f(options, spec): pass",
+    "def f(options, spec, dropout=0.1): pass",
+    "def f(*args): pass",
+    "class f:\n    def __init__(self, options, spec): pass",
+    "import functools\ndef g(scale, options, spec): pass\nf = functools.partial(g, 2.0)",
+])
+def test_factories_the_engine_can_call_are_accepted(plugin_manager, factory):
+    import types
+
+    module = types.ModuleType("engine_heads")
+    exec(f"from engine import hookimpl\n{factory}\n@hookimpl\ndef build_head(register):\n    register('mine', f)",
+         module.__dict__)
+    plugin_manager.add_module("heads_ok", module)
+    assert plugin_manager.registry().find("build_head", "mine").plugin == "heads_ok"
+
+
+def test_a_task_file_module_with_a_wrong_factory_stops_before_the_run(tiny_task, run_engine):
+    path = tiny_task(plugins=["my_pool"])
+    (path.parent / "my_pool.py").write_text(textwrap.dedent(POOL_WITHOUT_SPEC))
+    result = run_engine("validate", path)
+    assert result.exit_code != 0
+    assert "plugin 'my_pool', hook 'build_head'" in result.stderr and "factory(options, spec)" in result.stderr
 
 
 def test_an_installed_plugin_also_named_in_a_task_file_loads_once(install_fake, monkeypatch, tmp_path):
