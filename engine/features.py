@@ -13,7 +13,6 @@ import os
 import random
 import time
 import uuid
-import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -22,6 +21,7 @@ from typing import Any
 
 from engine import cache, console
 from engine.data import LINE, Split, decode_batch, rows_of
+from engine.deprecation import warn_deprecated
 from engine.errors import DataError, EngineError
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -105,9 +105,6 @@ def feature_types(encode: Callable[..., dict[str, Any]], split: Split) -> Any:
     return types
 
 
-_warned: set[type] = set()
-
-
 def encode_split(task: Any, split: Split, tokenizer: Any, max_length: int, *, labelled: bool = True,
                  num_proc: int | None = None, key: Any = None) -> Any:
     """The features of every row of ``split``: a ``datasets.Dataset`` (an ``IterableDataset``, encoded as it is
@@ -166,14 +163,7 @@ def _encode_legacy(task: Any, split: Split, tokenizer: Any, max_length: int, lab
     """A task written for engine 0.1 encodes a whole split into a list: still works, in memory and uncached."""
     import datasets
 
-    if type(task) not in _warned:
-        _warned.add(type(task))
-        message = (f"{type(task).__module__}.{type(task).__qualname__} implements encode(split, ...), which engine 0.2 "
-                   "deprecates and 0.3 removes; implement encode_batch(rows, tokenizer, max_length, labelled) instead "
-                   "(docs/plugins.md, 'Migrating to encode_batch'): it tokenizes in parallel, is cached between runs, "
-                   "and scales past memory")
-        warnings.warn(message, DeprecationWarning, stacklevel=2)
-        console.warn(message)
+    warn_deprecated("encode", f"{type(task).__module__}.{type(task).__qualname__}")
     features = task.encode(split, tokenizer, max_length, labelled=labelled)
     return datasets.Dataset.from_list(features) if features else datasets.Dataset.from_dict({"row": [], "length": []})
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pluggy
 
@@ -98,6 +99,11 @@ class PluginManager:
             if not builtin and self.only is not None and not {ep.name, dist} & self.only:
                 self.skipped[ep.name] = "not named by ENGINE_PLUGINS or --plugins, which pin the plugins that load"
                 continue
+            # Before importing: a plugin for another engine may not even import on this one.
+            reason = None if builtin else unsupported(ep.name, None, ep.dist)
+            if reason is not None:
+                self.failures[ep.name] = reason
+                continue
             try:
                 module = ep.load()
             except Exception as exc:  # a broken third-party plugin must not stop runs that do not need it
@@ -135,6 +141,9 @@ class PluginManager:
         self._add(name, module, getattr(module, "__version__", "-"), source)
 
     def _add(self, name: str, module: object, version: str, source: str, distribution: str | None = None) -> None:
+        reason = None if source == BUILT_IN else unsupported(name, module, None)
+        if reason is not None:
+            raise PluginError(reason)
         try:
             self._pm.register(module, name=name)
             self._pm.check_pending()
@@ -198,6 +207,44 @@ class PluginManager:
         if not self.failures:
             return ""
         return "; plugins that failed to load: " + "; ".join(f"{n} ({e})" for n, e in sorted(self.failures.items()))
+
+
+VERSIONS_ATTRIBUTE = "ENGINE_VERSIONS"
+
+
+def unsupported(name: str, module: object | None, distribution: metadata.Distribution | None) -> str | None:
+    """Why plugin ``name`` cannot run on this engine (None: it can, or does not say which engines it supports).
+
+    A plugin says so in its module, ``ENGINE_VERSIONS = ">=0.2,<0.4"``, or in its distribution's requirements,
+    ``dependencies = ["engine>=0.2,<0.4"]`` (which pip also enforces on install, though not on a later upgrade of
+    the engine, nor for ``--no-deps`` or a task-file module)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    from engine import __version__
+
+    claims: list[tuple[Any, str]] = []
+    if module is not None and hasattr(module, VERSIONS_ATTRIBUTE):
+        declared = getattr(module, VERSIONS_ATTRIBUTE)
+        try:
+            claims.append((SpecifierSet(declared), f"its {VERSIONS_ATTRIBUTE} = {declared!r}"))
+        except (InvalidSpecifier, TypeError):
+            return (f"plugin {name!r}: {VERSIONS_ATTRIBUTE} = {declared!r} is not a range of engine versions; "
+                    "expected a version specifier such as '>=0.2,<0.4'")
+    for text in (distribution.requires or []) if distribution is not None else []:
+        try:
+            requirement = Requirement(text)
+            applies = requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+        except (InvalidRequirement, ValueError, KeyError):
+            continue  # pip reports a broken requirement of the distribution's own; not the engine's business
+        if requirement.name.lower() == BUILTIN_DISTRIBUTION and applies:
+            claims.append((requirement.specifier, f"its distribution {distribution.name} {distribution.version} "
+                                                  f"requires {text}"))
+    for specifier, where in claims:
+        if not specifier.contains(__version__, prereleases=True):
+            return (f"plugin {name!r} supports engine {specifier} ({where}); this is engine {__version__}. "
+                    f"Install a release of the plugin that supports engine {__version__}, or an engine it supports")
+    return None
 
 
 def _import_from(name: str, base_dir: Path | None) -> ModuleType:

@@ -23,13 +23,15 @@ def install_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
     monkeypatch.syspath_prepend(str(site))
 
     def install(module: str, source: str, *, entry_point: str | None = None, dist: str | None = None,
-                version: str = "1.0") -> None:
+                version: str = "1.0", requires: tuple[str, ...] = ()) -> None:
         entry_point = entry_point or module
         dist = dist or module.replace("_", "-")
         (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
         info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
+        requirements = "".join(f"Requires-Dist: {r}\n" for r in requires)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n{requirements}",
+                                       encoding="utf-8")
         (info / "entry_points.txt").write_text(f"[engine.plugins]\n{entry_point} = {module}\n", encoding="utf-8")
         importlib.invalidate_caches()
 

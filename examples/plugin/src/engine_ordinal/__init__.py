@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine import hookimpl
 
 __version__ = "0.1.0"
+# The engine versions this plugin supports (written against 0.2; 0.3 may only deprecate what it uses).
+ENGINE_VERSIONS = ">=0.2,<0.4"
 
 
 class OrdinalOptions(BaseModel):
