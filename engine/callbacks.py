@@ -11,24 +11,45 @@ EVENTS = ("on_train_begin", "on_epoch_begin", "on_step_end", "on_evaluate", "on_
 
 @dataclass
 class TrainerState:
-    """Where training stands; saved with checkpoints so ``--resume`` continues from it."""
+    """Where training stands: what callbacks read (and ``should_stop``, which they may set).
 
+    Saved with every checkpoint, so ``--resume`` continues from it. Counts are the same on every process.
+    ``epoch`` is 0-based, like the freezing hook's ``epoch``; what is written for people (``best_epoch``, the logs,
+    history.jsonl's ``epoch``) is 1-based.
+    """
+
+    #: The run directory (``output_dir``): model/, checkpoints/, history.jsonl, metrics.json, manifest.json.
     run_dir: Path
-    epochs: int  # epochs to run (with ``training.max_steps``: as many as those steps reach into)
-    steps_per_epoch: int  # optimizer steps in one epoch; each process takes every step
-    max_steps: int = 0  # optimizer steps the whole run takes, at most
+    #: Epochs the run takes; with ``training.max_steps``, as many as those steps reach into (a stream: the passes).
+    epochs: int
+    #: Optimizer steps in one epoch; every process takes every step (0 for a stream, whose length is unknown).
+    steps_per_epoch: int
+    #: Optimizer steps the whole run takes at most (``training.max_steps``, else ``epochs * steps_per_epoch``).
+    max_steps: int = 0
+    #: True on the process that writes files and prints; callbacks that write should check it.
     is_main_process: bool = True
-    epoch: int = 0  # the epoch in progress (0-based), or the next one to run
-    epoch_batches: int = 0  # batches of the epoch in progress already trained on (each process's count)
-    global_step: int = 0  # optimizer steps taken
-    samples: int = 0  # training rows seen, over all processes (a row read as several features counts once)
-    train_seconds: float = 0.0  # time spent training, evaluations excluded
+    #: The epoch in progress, 0-based; between epochs (``on_epoch_end`` has run), the next one.
+    epoch: int = 0
+    #: Batches of the epoch in progress already trained on (one process's batches; with gradient accumulation,
+    #: several per step).
+    epoch_batches: int = 0
+    #: Optimizer steps taken so far.
+    global_step: int = 0
+    #: Training rows seen, over all processes (a row read as several features counts once).
+    samples: int = 0
+    #: Seconds spent training; evaluations and checkpoints excluded.
+    train_seconds: float = 0.0
+    #: What picks the best model, ``split.metric`` (``validation.accuracy``), or None when nothing is evaluated.
     monitor: str | None = None
+    #: ``"max"`` or ``"min"``: the direction in which ``monitor`` improves.
     mode: str = "max"
+    #: The best value of ``monitor`` so far, and the step and (1-based) epoch where it was reached.
     best_metric: float | None = None
     best_step: int | None = None
     best_epoch: int | None = None
+    #: Every metric of the evaluation that reached ``best_metric`` (keys as in ``on_evaluate``).
     best_metrics: dict[str, Any] = field(default_factory=dict)
+    #: Set it to True (from any event) to stop after the current step: the run evaluates, then saves its best model.
     should_stop: bool = False
     #: Which way each monitored value improves, "max" or "min" (``training.monitor`` and callbacks' monitors), as
     #: the metrics declared it (``register(..., higher_is_better=...)``) or the task file set it.

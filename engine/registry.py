@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -55,6 +56,12 @@ def check_factory(factory: Callable[..., Any], hook: str) -> str | None:
     except TypeError as exc:
         return f"{getattr(factory, '__qualname__', factory)}{signature} does not accept that ({exc})"
     return None
+
+
+#: What a ``metric`` factory returns: predictions and references of a whole split in, named values out.
+Metric = Callable[[list[Any], list[Any]], dict[str, float]]
+#: What an ``augment`` factory returns: a chunk of training rows and its seeded generator in, rows out.
+Augmentation = Callable[[list[dict[str, Any]], random.Random], list[dict[str, Any]]]
 
 
 class Register(Protocol):

@@ -33,6 +33,12 @@ class Task:
     #: True when a row's ``label`` has one tag per word of its ``text`` (tagging): augmentations, which rewrite
     #: texts word by word and know nothing of tags, are then refused when the task file is validated.
     labels_per_word: bool = False
+    #: Names of the numbers a task predicts (one list of floats per row), as a list: the built-in regression
+    #: metrics (``pearson``, ``mse``...) score any task that sets it, per target when there are several.
+    targets: list[str] | None = None
+    #: The tags of a task that predicts BIO tag sequences (``{"tags": [...]}`` per row), as a list: the built-in
+    #: ``entity_*`` and ``token_accuracy`` metrics score any task that sets it.
+    tag_names: list[str] | None = None
 
     # --- data ----------------------------------------------------------------------------------------------------
 

@@ -7,11 +7,15 @@
                     ``tiny_task(head="attention_pooling")`` -> the task file's path (runs to ``runs/tiny``)
 ``plugin_manager``  a ``PluginManager`` with the built-ins, to which a test adds its own plugin module
 
-and a function for end-to-end tests:
+and functions:
 
 ``engine_process(*args, cwd=None, env=None, timeout=600)``  runs ``python -m engine ARGS`` in a fresh interpreter,
                     as a user does (offline; installed plugins only as ``ENGINE_PLUGINS`` names them, none by
                     default); returns the ``subprocess.CompletedProcess`` with text output
+``build_tiny_model(directory, *, hidden_size=32, layers=2, seed=0, dropout=0.1)``  what ``tiny_model_dir`` builds
+``labelled_rows(labels, n, seed)``, ``tsv(rows)``  the rows ``tiny_task`` writes, and them as TSV text
+
+docs/plugins.md ("Testing a plugin") documents each with its arguments.
 
 A plugin's tests typically write a task that names ``tiny_model_dir`` as the model and the plugin's components,
 then ``run_engine("run", ...)`` and inspect the run directory. Which installed plugins those runs load follows

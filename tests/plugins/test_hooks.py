@@ -168,3 +168,28 @@ def test_classification_takes_the_example_plugins_head_and_metric(ordinal_on_pat
     assert engine_json["head"]["name"] == "attention_pooling" and engine_json["plugins"]["engine_ordinal"] == "0.1.0"
     metrics = json.loads((path.parent / "runs/tiny/metrics.json").read_text())["validation"]
     assert set(metrics) >= {"accuracy", "qwk"} and -1 <= metrics["qwk"] <= 1
+
+
+def test_the_guide_documents_every_export_of_the_public_api():
+    import engine
+
+    contract = GUIDE.read_text(encoding="utf-8").split("\n## The contract and its versions\n", 1)[1].split("\n## ")[0]
+    missing = [name for name in engine.__all__ if f"`{name}`" not in contract]
+    assert not missing, f"exported by engine but not in docs/plugins.md's contract table: {missing}"
+
+
+def test_the_guide_documents_every_testing_fixture_with_its_arguments():
+    import engine.testing
+
+    testing = GUIDE.read_text(encoding="utf-8").split("\n## Testing a plugin\n", 1)[1].split("\n## ")[0]
+    fixtures = [name for name, value in vars(engine.testing).items() if hasattr(value, "_fixture_function_marker")
+                or type(value).__name__ == "FixtureFunctionDefinition"]
+    assert fixtures, "no fixtures found in engine.testing"
+    for name in fixtures:
+        assert re.search(rf"^\| `{name}` \| ", testing, re.M), f"fixture {name} has no row in the guide's table"
+    for name in ("engine_process", "build_tiny_model", "labelled_rows", "tsv"):
+        signature = inspect.signature(getattr(engine.testing, name))
+        parameters = [p for p in signature.parameters if p not in ("args",)]
+        documented = re.search(rf"`{name}\(([^`]*)\)`", testing)
+        assert documented, f"{name} is not documented with its arguments"
+        assert all(p in documented[1] for p in parameters), f"{name}: documented as ({documented[1]}), has {signature}"

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-Metric = Callable[[list[Any], list[Any]], dict[str, float]]
+from engine import Metric
 
 
 def _labels(value: Any) -> frozenset[str]:

@@ -10,9 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from engine import EngineError
-
-Metric = Callable[[list[Any], list[Any]], dict[str, float]]
+from engine import EngineError, Metric
 
 
 def _mean(values: Sequence[float]) -> float:

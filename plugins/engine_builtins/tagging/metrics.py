@@ -13,10 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine import EngineError
+from engine import EngineError, Metric
 from engine_builtins.tagging.schemes import entities
-
-Metric = Callable[[list[Any], list[Any]], dict[str, float]]
 
 
 def _tags(value: Any) -> Sequence[str]:
@@ -90,7 +88,7 @@ def per_type(counts: Counts) -> dict[str, dict[str, float]]:
 
 
 def _require_tagging(task: Any, name: str) -> None:
-    if not hasattr(task, "tag_names"):
+    if getattr(task, "tag_names", None) is None:
         raise EngineError(f"metric {name!r} scores entities in tag sequences; this task ({type(task).__name__}) does not tag tokens")
 
 
