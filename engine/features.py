@@ -101,8 +101,19 @@ def feature_types(encode: Callable[..., dict[str, Any]], split: Split) -> Any:
     types = datasets.Dataset.from_dict(sample).features
     for key in MODEL_INPUTS:
         if key in types:
-            types[key] = datasets.List(datasets.Value("int32"))
+            types[key] = _int32(types[key])
     return types
+
+
+def _int32(feature: Any) -> Any:
+    """``feature`` with its integers 32-bit, at any depth (a multiple-choice row's ids are a list per choice)."""
+    import datasets
+
+    if isinstance(feature, datasets.List):
+        return datasets.List(_int32(feature.feature))
+    if isinstance(feature, datasets.Value) and feature.dtype == "int64":
+        return datasets.Value("int32")
+    return feature
 
 
 def encode_split(task: Any, split: Split, tokenizer: Any, max_length: int, *, labelled: bool = True,

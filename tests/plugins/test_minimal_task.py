@@ -41,3 +41,33 @@ def test_a_task_of_under_60_lines_trains_predicts_and_exports_honestly(write_tas
     with torch.no_grad():
         ids = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.argmax(-1).tolist()
     assert [["negative", "positive"][i] for i in ids] == labels
+
+
+def test_a_multiple_choice_task_trains_with_labels_per_row_and_counts_rows(write_task, tiny_model_dir, run_engine):
+    import random
+
+    rng = random.Random(0)
+
+    def rows(n):  # the right answer is always "great", wherever it is among the choices
+        lines = []
+        for _ in range(n):
+            choices = ["great", "awful", "the"]
+            rng.shuffle(choices)
+            lines.append(json.dumps({"text": f"the {rng.choice(['movie', 'film', 'food'])} was", "choices": choices,
+                                     "label": choices.index("great")}))
+        return "\n".join(lines) + "\n"
+
+    path = write_task({"task": "multiple_choice", "plugins": ["multiple_choice"], "model": {"name": str(tiny_model_dir)},
+                       "data": {"format": "jsonl", "train": "train.jsonl", "validation": "dev.jsonl",
+                                "text": ["text", "choices"]},
+                       "training": {"epochs": 8, "batch_size": 8, "seed": 7}, "optimizer": {"name": "adamw", "lr": 3e-3},
+                       "output_dir": "run"}, {"train.jsonl": rows(48), "dev.jsonl": rows(16)})
+    shutil.copy(MODULE.with_name("multiple_choice.py"), path.parent / "multiple_choice.py")
+    result = run_engine("run", path)
+    assert result.exit_code == 0, result.stderr
+    run = path.parent / "run"
+    assert json.loads((run / "metrics.json").read_text())["validation"]["accuracy"] >= 0.8  # chance: 1/3
+    assert json.loads((run / "manifest.json").read_text())["training_time"]["samples"] == 8 * 48  # rows, not choices
+    predicted = run_engine("predict", run, "--input", path.parent / "dev.jsonl")
+    assert predicted.exit_code == 0, predicted.stderr
+    assert len(predicted.stdout.splitlines()) == 16
