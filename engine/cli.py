@@ -232,10 +232,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
     print(f"{root}: {len(found)} entr{'y' if len(found) == 1 else 'ies'}, {_size(sum(e.size for e in found))} "
           "(set ENGINE_CACHE to move it; engine cache --clear empties it)")
     for e in found:
-        count = e.info.get("features", e.info.get("rows"))
+        items = e.info.get("features", e.info.get("rows")) or 0
         what = f"{e.info.get('split', '')} features" if e.kind == "features" else "rows"
         days = (time.time() - e.last_used) / 86400
-        print(f"  {e.kind}/{e.key}  {_size(e.size):>9}  {count:>11,} {what:<16} used {days:.1f} days ago  "
+        print(f"  {e.kind}/{e.key}  {_size(e.size):>9}  {items:>11,} {what:<16} used {days:.1f} days ago  "
               f"{e.info.get('source', '')}")
     return 0
 
@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         from engine import console
 
-        if not getattr(exc, "reported", False):
+        if not exc.reported:
             console.error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:

@@ -384,13 +384,14 @@ def check_monitors(training: TrainingConfig, callbacks: list[Choice], metrics: l
                    data: Choice | None, issues: list[ConfigIssue]) -> dict[str, str]:
     """Every monitored value (``training.monitor``, or the task's default; a callback's ``monitor``) must be one the
     run computes after each evaluation, with a known direction. Returns each monitor's direction."""
-    watched = [("training.monitor", training.monitor or task.monitor, "training.mode", training.mode,
-                training.monitor is not None)]
+    watched: list[tuple[str, str, str, str, bool]] = [
+        ("training.monitor", training.monitor or task.monitor, "training.mode", training.mode,
+         training.monitor is not None)]
     for i, choice in enumerate(callbacks):
-        options = choice.options
-        if isinstance(getattr(options, "monitor", None), str):
-            mode = getattr(options, "mode", "auto")
-            watched.append((f"callbacks.{i}.monitor", options.monitor, f"callbacks.{i}.mode", mode, True))
+        monitor = getattr(choice.options, "monitor", None)
+        if isinstance(monitor, str):
+            mode = getattr(choice.options, "mode", "auto")
+            watched.append((f"callbacks.{i}.monitor", monitor, f"callbacks.{i}.mode", mode, True))
     has_validation = getattr(data.options, "validation", "") if data is not None else ""
     directions: dict[str, str] = {}
     for path, monitor, mode_path, mode, chosen in watched:

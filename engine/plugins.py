@@ -231,15 +231,16 @@ def unsupported(name: str, module: object | None, distribution: metadata.Distrib
         except (InvalidSpecifier, TypeError):
             return (f"plugin {name!r}: {VERSIONS_ATTRIBUTE} = {declared!r} is not a range of engine versions; "
                     "expected a version specifier such as '>=0.2,<0.4'")
-    for text in (distribution.requires or []) if distribution is not None else []:
+    requires = (distribution.requires or []) if distribution is not None else []
+    dist_name = f"{distribution.name} {distribution.version}" if distribution is not None else ""
+    for text in requires:
         try:
             requirement = Requirement(text)
             applies = requirement.marker is None or requirement.marker.evaluate({"extra": ""})
         except (InvalidRequirement, ValueError, KeyError):
             continue  # pip reports a broken requirement of the distribution's own; not the engine's business
         if requirement.name.lower() == BUILTIN_DISTRIBUTION and applies:
-            claims.append((requirement.specifier, f"its distribution {distribution.name} {distribution.version} "
-                                                  f"requires {text}"))
+            claims.append((requirement.specifier, f"its distribution {dist_name} requires {text}"))
     for specifier, where in claims:
         if not specifier.contains(__version__, prereleases=True):
             return (f"plugin {name!r} supports engine {specifier} ({where}); this is engine {__version__}. "

@@ -48,7 +48,11 @@ def build_tiny_model(directory: Path, *, hidden_size: int = 32, layers: int = 2,
     differently (one process against several).
     """
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import (
+        BertConfig,
+        BertModel,
+        BertTokenizerFast,  # type: ignore[attr-defined]  # transformers 5 exports it lazily
+    )
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

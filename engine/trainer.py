@@ -71,7 +71,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
         if not self.group:
             return [order[i : i + size] for i in range(0, len(order), size)]
         chunk = size * 50
-        batches = []
+        batches: list[list[int]] = []
         for start in range(0, len(order), chunk):
             part = sorted(order[start : start + chunk], key=lambda i: self.lengths[i], reverse=True)
             batches.extend(part[i : i + size] for i in range(0, len(part), size))
@@ -320,6 +320,7 @@ class Run:
 
         # Model: the pretrained encoder, the task's features, the head it asks for.
         console.info(f"Loading [bold]{resolved.model.name}[/]")
+        backbone: Any
         self.tokenizer, backbone = load_pretrained(resolved.model.name, resolved.model.revision)
         self.max_length = default_max_length(self.tokenizer, backbone, resolved.model.max_length)
         version = getattr(self.manager.infos.get(resolved.task.component.plugin), "version", None)
@@ -344,6 +345,7 @@ class Run:
         pad = partial(collate, self.task, self.tokenizer)
         self.streaming = self.splits["train"].streaming
         self.sampler: LengthGroupedBatches | StreamBatches
+        self.epoch_size: int | None = None  # batches in an epoch (None: a stream's length is unknown)
         if self.streaming:
             self.sampler = StreamBatches(self.features["train"], training.batch_size, training.seed,
                                          training.group_by_length, **shards)
@@ -363,7 +365,9 @@ class Run:
             assert training.max_steps is not None
             steps_per_epoch, epochs, total_steps = 0, training.max_steps, training.max_steps
         else:
-            steps_per_epoch = math.ceil(len(self.sampler) / training.gradient_accumulation_steps)
+            assert isinstance(self.sampler, LengthGroupedBatches)
+            self.epoch_size = len(self.sampler)
+            steps_per_epoch = math.ceil(self.epoch_size / training.gradient_accumulation_steps)
             epochs = math.ceil(training.max_steps / steps_per_epoch) if training.max_steps else training.epochs
             total_steps = training.max_steps or steps_per_epoch * epochs
 
@@ -440,8 +444,8 @@ class Run:
             if self.streaming:
                 total = batches * self.global_batch
             else:
-                assert isinstance(self.sampler, LengthGroupedBatches)
-                total = round(int(self.sampler.starts.sum()) * batches / len(self.sampler))
+                assert isinstance(self.sampler, LengthGroupedBatches) and self.epoch_size
+                total = round(int(self.sampler.starts.sum()) * batches / self.epoch_size)
             job = bar.add_task("train", total=total, completed=state.samples, unit="rows", postfix="")
             while state.epoch < state.epochs and not self.finished():
                 what = f"pass {state.epoch + 1}" if self.streaming else f"epoch {state.epoch + 1}/{state.epochs}"
@@ -489,9 +493,9 @@ class Run:
                     self.evaluate_and_select()
                 evaluated = True
             if self.finished():
-                complete = not self.streaming and state.epoch_batches >= len(self.sampler)
+                complete = self.epoch_size is not None and state.epoch_batches >= self.epoch_size
                 break
-            if (self.streaming or state.epoch_batches < len(self.sampler)) and self.checkpoint_due():
+            if (self.epoch_size is None or state.epoch_batches < self.epoch_size) and self.checkpoint_due():
                 with self.clock_stopped():
                     self.save_checkpoint()
         state.train_seconds += time.perf_counter() - self.tick
@@ -508,12 +512,15 @@ class Run:
     def shared_loss(self, out: HeadOutput) -> torch.Tensor:
         """The loss to differentiate: under DDP, which averages the processes' gradients with equal weights, a loss
         that averages over a count of its own (tokens) is rescaled so the result is the mean over all processes'."""
-        n = self.accelerator.num_processes
+        n, loss = self.accelerator.num_processes, out.loss
+        if loss is None:
+            raise EngineError(f"the head ({type(self.unwrapped.head).__name__}) returned no loss for a batch with "
+                              "labels; a head's forward must set HeadOutput.loss when the batch has 'labels'")
         if n == 1 or out.loss_weight is None:
-            return out.loss
+            return loss
         weight = out.loss_weight.detach().to(torch.float64)
         total = self.accelerator.reduce(weight, reduction="sum")
-        return out.loss * (weight * n / total.clamp(min=1)).to(out.loss.dtype)
+        return loss * (weight * n / total.clamp(min=1)).to(loss.dtype)
 
     def finished(self) -> bool:
         return self.state.should_stop or self.state.global_step >= self.state.max_steps
@@ -531,7 +538,7 @@ class Run:
 
     def evaluates_now(self) -> bool:
         steps = self.training.eval_steps
-        return bool(steps) and self.state.global_step % steps == 0
+        return steps is not None and steps > 0 and self.state.global_step % steps == 0
 
     def checkpoint_due(self) -> bool:
         """Every ``save_steps`` steps, or ``save_minutes`` after the last save (the main process's clock decides)."""

@@ -20,11 +20,11 @@ from engine.data import DELIVERY, cached_rows, resolve_path, stream_rows
 from engine.errors import did_you_mean
 
 
-class TableOptions(DataOptions):
+class ColumnOptions(DataOptions):
+    """Which columns (or keys) hold the text and the label: what every built-in format reads."""
+
     text: str | list[str] = Field("text", description="Column of the text, or two columns for a text pair.")
     label: str | list[str] | None = Field("label", description="Column of the label (or several targets); null for none.")
-    header: bool = Field(True, description="Whether the first line names the columns.")
-    columns: list[str] | None = Field(None, description="Column names, for files without a header line.")
 
     @field_validator("text")
     @classmethod
@@ -42,28 +42,25 @@ class TableOptions(DataOptions):
         return [self.label] if isinstance(self.label, str) else list(self.label)
 
 
+class TableOptions(ColumnOptions):
+    header: bool = Field(True, description="Whether the first line names the columns.")
+    columns: list[str] | None = Field(None, description="Column names, for files without a header line.")
+
+
 class CsvOptions(TableOptions):
     delimiter: str = Field(",", min_length=1, max_length=1)
 
 
-class JsonlOptions(DataOptions):
+class JsonlOptions(ColumnOptions):
     text: str | list[str] = Field("text", description="Key of the text (a string, or a list of tokens), or two keys.")
     label: str | list[str] | None = Field("label", description="Key of the label (or several targets).")
 
-    text_columns = TableOptions.text_columns
-    label_columns = TableOptions.label_columns
 
-
-class DatasetsOptions(DataOptions):
+class DatasetsOptions(ColumnOptions):
     path: str = Field(description="A folder written by datasets' save_to_disk, or a hub id (needs network).")
-    text: str | list[str] = "text"
-    label: str | list[str] | None = "label"
     train: str | None = Field("train", description="Name of the training split in the dataset.")
     validation: str | None = Field("validation", description="Name of the validation split, if it has one.")
     test: str | None = Field("test", description="Name of the test split, if it has one.")
-
-    text_columns = TableOptions.text_columns
-    label_columns = TableOptions.label_columns
 
 
 # --- reading -----------------------------------------------------------------------------------------------------
@@ -102,7 +99,7 @@ def make_row(record: dict[str, Any], options: Any, path: Path, line: int) -> dic
             raise DataError(f"empty text in column {column!r}" if column in record else f"missing text column {column!r}", path, line)
         row[key] = value
     labels = options.label_columns()
-    values = []
+    values: list[Any] = []
     for column in labels:
         value = record.get(column)
         if value is None or (isinstance(value, str) and not value.strip()):

@@ -114,4 +114,4 @@ def optimizer(register: Any) -> None:
 @hookimpl
 def scheduler(register: Any) -> None:
     for shape in ("linear", "cosine", "constant"):
-        register(shape, _schedule(shape), options=ScheduleOptions)  # type: ignore[arg-type]
+        register(shape, _schedule(shape), options=ScheduleOptions)

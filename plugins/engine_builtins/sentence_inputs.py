@@ -23,7 +23,7 @@ def pad_batch(features: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]:
     import torch
 
     width = max(f["length"] for f in features)
-    batch = {}
+    batch: dict[str, Any] = {}
     for key in ("input_ids", "attention_mask", "token_type_ids"):
         if key not in features[0]:
             continue

@@ -138,7 +138,7 @@ class ClassificationTask(Task):
         return [names[0] for names, _ in self._split_names(split)]
 
     def format_prediction(self, row: dict[str, Any], prediction: Any) -> dict[str, Any]:
-        texts = {k: row[k] for k in ("text", "text_pair") if k in row}
+        texts: dict[str, Any] = {k: row[k] for k in ("text", "text_pair") if k in row}
         return {**texts, "label": prediction["label"], "scores": {k: round(v, 6) for k, v in prediction["scores"].items()}}
 
     # --- saving ------------------------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ class SequenceOrTokenHead(nn.Module):
         labels = batch.get("labels")
         loss = self.spec.loss(logits, labels) if labels is not None and self.spec.loss is not None else None
         # A token-level loss is a mean over the tokens that carry a label (transformers' -100 marks the others).
-        weight = (labels != IGNORE).sum() if loss is not None and self.spec.level == "token" else None
+        weight = (labels != IGNORE).sum() if labels is not None and loss is not None and self.spec.level == "token" \
+            else None
         return HeadOutput(logits=logits, loss=loss, loss_weight=weight)
 
     def project(self, features: torch.Tensor) -> torch.Tensor:

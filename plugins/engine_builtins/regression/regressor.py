@@ -140,7 +140,7 @@ class RegressionTask(Task):
         return self._split_targets(split)
 
     def format_prediction(self, row: dict[str, Any], prediction: Any) -> dict[str, Any]:
-        texts = {k: row[k] for k in ("text", "text_pair") if k in row}
+        texts: dict[str, Any] = {k: row[k] for k in ("text", "text_pair") if k in row}
         if len(self.targets) == 1:
             return {**texts, "value": round(prediction[0], 6)}
         return {**texts, "values": {name: round(v, 6) for name, v in zip(self.targets, prediction)}}

@@ -160,7 +160,10 @@ def window_features(tok: Tokenized, tags: list[int] | None, max_length: int, str
         hi = min(tok.first[we] if we < len(tok.first) else length, lo + room)
         shift = len(tok.prefix["input_ids"]) - lo
         feature: dict[str, Any] = {k: tok.prefix[k] + tok.content[k][lo:hi] + tok.suffix[k] for k in tok.content}
-        read, tagged, labels, context = [], [], [], []
+        read: list[int] = []
+        tagged: list[int] = []
+        labels: list[int] = []
+        context: list[int] = []
         for w in range(ws, we):
             first, last = tok.first[w], min(tok.last[w], hi - 1)
             positions = {"first": [first], "last": [last], "all": list(range(first, last + 1))}[mode]

@@ -333,7 +333,9 @@ class CRF(nn.Module):
     def _scores(self, disallowed: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Start ``(num_tags,)``, transition ``(num_tags, num_tags)`` and end
         ``(num_tags,)`` scores with the constraints applied (once per call)."""
-        start, trans, end = self.start_transitions, self.transitions, self.end_transitions
+        start: torch.Tensor = self.start_transitions
+        trans: torch.Tensor = self.transitions
+        end: torch.Tensor = self.end_transitions
         if self.allowed_start is not None:
             start = start.masked_fill(~self.allowed_start, disallowed)
         if self.allowed is not None:
