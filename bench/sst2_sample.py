@@ -26,5 +26,5 @@ def sample(data_dir: Path, n_train: int, n_test: int, seed: int) -> tuple[list[t
 
 
 def write_tsv(rows: list[tuple[str, str]], path: Path) -> Path:
-    path.write_text("sentence\tlabel\n" + "".join(f"{s}\t{l}\n" for s, l in rows), encoding="utf-8")
+    path.write_text("sentence\tlabel\n" + "".join(f"{s}\t{label}\n" for s, label in rows), encoding="utf-8")
     return path

@@ -12,6 +12,7 @@ its entries and sizes; ``engine cache --clear`` empties it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -58,10 +59,8 @@ def lookup(kind: str, key: str) -> Path | None:
     info = entry / INFO
     if not info.is_file():
         return None
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache still serves
         os.utime(info)
-    except OSError:
-        pass
     return entry
 
 

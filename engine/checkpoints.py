@@ -34,7 +34,8 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     folder = checkpoint_dir(run_dir)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and (p / STATE_FILE).is_file()]
+    found = [(int(m.group(1)), p) for p in folder.iterdir()
+             if (m := _NAME.match(p.name)) and (p / STATE_FILE).is_file()]
     return [p for _, p in sorted(found)]
 
 
@@ -44,7 +45,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def save_checkpoint(accelerator: Any, run_dir: Path, step: int, trainer_state: dict[str, Any], keep: int) -> Path:
-    """Write ``checkpoints/step-N/`` (a collective call: every process writes its part), then keep the newest ``keep``."""
+    """Write ``checkpoints/step-N/`` (a collective call: every process writes its part), then keep the newest
+    ``keep``."""
     final = checkpoint_dir(run_dir) / f"step-{step:08d}"
     tmp = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process:
@@ -67,7 +69,8 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
     try:
         return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"--resume: {path / STATE_FILE} cannot be read ({exc}); delete {path} to resume from an older checkpoint") from None
+        raise RunDirError(f"--resume: {path / STATE_FILE} cannot be read ({exc}); delete {path} to resume from an "
+                          "older checkpoint") from None
 
 
 def clean_partial(run_dir: Path) -> None:

@@ -14,7 +14,8 @@ from engine.errors import EngineError
 
 
 def _model_flags(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--format", "-f", help=f"data format of the {what} (default: from its extension, else the training format)")
+    parser.add_argument("--format", "-f",
+                        help=f"data format of the {what} (default: from its extension, else the training format)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--trust-plugins", action="store_true",
                         help="import the plugin modules the run's task file named, from where the run recorded them "
@@ -23,14 +24,17 @@ def _model_flags(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _plugin_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--plugins", metavar="NAMES", help="comma-separated third-party plugins to load (default: all installed; env ENGINE_PLUGINS)")
-    parser.add_argument("--block-plugins", metavar="NAMES", default="", help="comma-separated plugins not to load (env ENGINE_BLOCK_PLUGINS)")
+    parser.add_argument("--plugins", metavar="NAMES",
+                        help="comma-separated third-party plugins to load (default: all installed; env ENGINE_PLUGINS)")
+    parser.add_argument("--block-plugins", metavar="NAMES", default="",
+                        help="comma-separated plugins not to load (env ENGINE_BLOCK_PLUGINS)")
 
 
 def _task_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task_file", type=Path, help="the task.json to use")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a task-file value, e.g. --set training.epochs=1 (repeatable; VALUE is JSON or a string)")
+                        help="override a task-file value, e.g. --set training.epochs=1 "
+                        "(repeatable; VALUE is JSON or a string)")
     _plugin_flags(parser)
 
 
@@ -163,9 +167,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     split = read_input(loaded, manager, args.data, labelled=True, fmt=args.format)
     loaded.task.check(split)
     task_json = loaded.directory.parent / "task.json"
-    raw_metrics = json.loads(task_json.read_text())["metrics"] if task_json.is_file() else loaded.task.defaults.get("metrics", [])
+    raw_metrics = (json.loads(task_json.read_text())["metrics"] if task_json.is_file()
+                   else loaded.task.defaults.get("metrics", []))
     issues: list = []
-    choices = [resolve_choice(manager.registry(), "metric", m, f"metrics.{i}", issues) for i, m in enumerate(raw_metrics)]
+    choices = [resolve_choice(manager.registry(), "metric", m, f"metrics.{i}", issues)
+               for i, m in enumerate(raw_metrics)]
     if issues:
         raise ConfigError(issues, task_json)
     result = run_inference(loaded, split, args.batch_size, labelled=True, description="evaluate")
@@ -195,7 +201,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if args.hook and args.hook not in KINDS:
         from engine.errors import did_you_mean
 
-        raise EngineError(f"--hook: unknown hook {args.hook!r}{did_you_mean(args.hook, KINDS)}; expected one of: {', '.join(KINDS)}")
+        raise EngineError(f"--hook: unknown hook {args.hook!r}{did_you_mean(args.hook, KINDS)}; "
+                          f"expected one of: {', '.join(KINDS)}")
     header = ["plugin", "version", "source", "hooks", *(["components"] if args.components else [])]
     rows = []
     for info in manager.infos.values():
@@ -203,7 +210,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             continue
         row = [info.name, info.version, info.source, ", ".join(info.hooks)]
         if args.components:
-            row.append(", ".join(f"{KINDS[h]}:{c.name}" for h in KINDS for c in registry.components[h].values() if c.plugin == info.name))
+            row.append(", ".join(f"{KINDS[h]}:{c.name}" for h in KINDS for c in registry.components[h].values()
+                                 if c.plugin == info.name))
         rows.append(row)
     console = Console(highlight=False)
     if not console.is_terminal:  # a file, a pipe, a pager: tab-separated lines, one per plugin

@@ -156,7 +156,8 @@ def read_task_file(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError([ConfigIssue("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")], path) from None
+        issue = ConfigIssue("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+        raise ConfigError([issue], path) from None
     if not isinstance(raw, dict):
         raise ConfigError([ConfigIssue("", f"expected a JSON object at the top, got {type(raw).__name__}")], path)
     return raw
@@ -246,11 +247,13 @@ def resolve_choice(
     if isinstance(value, str):
         value = {key: value}
     if not isinstance(value, dict):
-        issues.append(ConfigIssue(path, f"expected a {KINDS[hook]} name or an object with {key!r}, got {json.dumps(value)}"))
+        issues.append(ConfigIssue(path, f"expected a {KINDS[hook]} name or an object with {key!r}, "
+                                        f"got {json.dumps(value)}"))
         return None
     name = value.get(key)
     if name is None:
-        issues.append(ConfigIssue(f"{path}.{key}", f"missing: which {KINDS[hook]}? one of: {', '.join(registry.names(hook))}"))
+        issues.append(ConfigIssue(f"{path}.{key}",
+                                  f"missing: which {KINDS[hook]}? one of: {', '.join(registry.names(hook))}"))
         return None
     component = registry.find(hook, name) if isinstance(name, str) else None
     if component is None:
@@ -292,7 +295,8 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
     base_dir = base_dir or (source.parent if source else Path.cwd())
     issues: list[ConfigIssue] = []
 
-    task_choice = resolve_choice(registry, "task", raw.get("task"), "task", issues, note=failure_note) if "task" in raw else None
+    task_choice = (resolve_choice(registry, "task", raw.get("task"), "task", issues, note=failure_note)
+                   if "task" in raw else None)
     if "task" not in raw:
         issues.append(ConfigIssue("task", f"missing: which task? one of: {', '.join(registry.names('task'))}"))
     task_object = task_choice.build() if task_choice else None
@@ -334,13 +338,15 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
             data_raw = {**data_raw, "format": infer_format(data_raw, registry)}
         data_choice = resolve_choice(registry, "load_data", data_raw, "data", issues, key="format", note=failure_note)
 
-    augment = [resolve_choice(registry, "augment", v, f"augment.{i}", issues, note=failure_note) for i, v in enumerate(section('augment'))]
+    augment = [resolve_choice(registry, "augment", v, f"augment.{i}", issues, note=failure_note)
+               for i, v in enumerate(section('augment'))]
     if getattr(task_object, "labels_per_word", False):
         for i, choice in enumerate(augment):
             if choice is not None:
+                task_name = task_choice.name if task_choice else ""
                 issues.append(ConfigIssue(f"augment.{i}", f"{choice.name!r} rewrites texts word by word, and the "
-                                          f"{task_choice.name if task_choice else ''} task has one tag per word: the tags "
-                                          "would no longer match their words. Augmentations are not supported for it"))
+                                          f"{task_name} task has one tag per word: the tags would no longer match "
+                                          "their words. Augmentations are not supported for it"))
     if section('head') is None:
         # A task whose own section is invalid was never built, so its default head is unknown, not missing.
         if task_object is not None:
@@ -351,8 +357,10 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
     freeze = resolve_choice(registry, "freeze", section('freeze'), "freeze", issues, note=failure_note)
     optimizer = resolve_choice(registry, "optimizer", section('optimizer'), "optimizer", issues, note=failure_note)
     scheduler = resolve_choice(registry, "scheduler", section('scheduler'), "scheduler", issues, note=failure_note)
-    metrics = [resolve_choice(registry, "metric", v, f"metrics.{i}", issues, note=failure_note) for i, v in enumerate(section('metrics') or [])]
-    callbacks = [resolve_choice(registry, "callback", v, f"callbacks.{i}", issues, note=failure_note) for i, v in enumerate(section('callbacks'))]
+    metrics = [resolve_choice(registry, "metric", v, f"metrics.{i}", issues, note=failure_note)
+               for i, v in enumerate(section('metrics') or [])]
+    callbacks = [resolve_choice(registry, "callback", v, f"callbacks.{i}", issues, note=failure_note)
+                 for i, v in enumerate(section('callbacks'))]
 
     # The history log is what makes a run inspectable afterwards: always on.
     if registry.find("callback", "history") and not any(c and c.name == "history" for c in callbacks):
@@ -362,7 +370,8 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
         directions = check_monitors(shape.training, [c for c in callbacks if c], [c for c in metrics if c],
                                     task_object, data_choice, issues)
 
-    if data_choice is not None and getattr(data_choice.options, "streaming", False) and shape and not shape.training.max_steps:
+    streaming = data_choice is not None and getattr(data_choice.options, "streaming", False)
+    if streaming and shape and not shape.training.max_steps:
         issues.append(ConfigIssue("training.max_steps", "missing: a streamed training split (data.streaming) has no "
                                   "known length, so the run needs a number of steps"))
 
@@ -412,8 +421,9 @@ def check_monitors(training: TrainingConfig, callbacks: list[Choice], metrics: l
         if name != "loss" and not producers and all(m.component.produces is not None for m in metrics):
             computed = ["loss", *(p for m in metrics for p in m.component.produces or ())]
             default = "" if chosen else f"the task's default, {monitor!r}: "
-            issues.append(ConfigIssue(path, f"{default}no metric computes {name!r}{did_you_mean(name, computed)}; the "
-                                      f"metrics compute: {', '.join(computed)} (add a metric, or monitor one of these)"))
+            issues.append(ConfigIssue(path, f"{default}no metric computes {name!r}{did_you_mean(name, computed)}; "
+                                      f"the metrics compute: {', '.join(computed)} "
+                                      "(add a metric, or monitor one of these)"))
             continue
         direction = monitor_direction(monitor, mode, producers, task)
         if direction is None:

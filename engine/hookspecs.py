@@ -151,7 +151,7 @@ def scheduler(register: Register) -> None:
     """Declare learning-rate schedules (``"scheduler": {"name": "linear", "warmup_ratio": 0.06}``).
 
     register: ``register(name, factory, *, options=None, description=None)``, once per schedule.
-    factory: ``factory(options, optimizer: torch.optim.Optimizer, num_training_steps: int) -> torch.optim.lr_scheduler.LRScheduler``
+    factory: ``factory(options, optimizer: torch.optim.Optimizer, num_training_steps: int) -> LRScheduler``
         Stepped once per optimizer step; ``num_training_steps`` counts the optimizer steps of the whole run.
     returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).

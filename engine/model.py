@@ -132,8 +132,8 @@ def save_model(
             candidate.update({k: v.detach().cpu().contiguous() for k, v in head_state.items()})
             with torch.device("meta"):
                 expected = {k: v.shape for k, v in hf_class(config).state_dict().items()}
-            # Encoder weights the class leaves out (BERT's pooler, under ...ForTokenClassification) may stay: transformers
-            # skips them when loading, and engine predict needs the whole encoder back.
+            # Encoder weights the class leaves out (BERT's pooler, under ...ForTokenClassification) may stay:
+            # transformers skips them when loading, and engine predict needs the whole encoder back.
             unused = set(candidate) - set(expected)
             if (set(expected) <= set(candidate) and all(k.startswith(f"{prefix}.") for k in unused)
                     and all(candidate[k].shape == shape for k, shape in expected.items())):
@@ -147,7 +147,8 @@ def save_model(
     save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(directory / HEAD_WEIGHTS))
     config.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    meta = {"task": task_config, "task_state": task_state, "head": head_config, "transformers_loadable": hf_loadable, **extra}
+    meta = {"task": task_config, "task_state": task_state, "head": head_config, "transformers_loadable": hf_loadable,
+            **extra}
     (directory / ENGINE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return hf_loadable
 
@@ -159,7 +160,7 @@ def _hf_class(kind: str, config: Any) -> Any:
     if auto is None:
         return None
     mapping = auto._model_mapping
-    return mapping[type(config)] if type(config) in mapping else None
+    return mapping.get(type(config), None)
 
 
 def _unwrap(module: nn.Module) -> Any:
@@ -170,7 +171,8 @@ def _unwrap(module: nn.Module) -> Any:
 def read_engine_file(directory: Path) -> dict[str, Any]:
     path = directory / ENGINE_FILE
     if not path.is_file():
-        raise EngineError(f"{directory}: not a saved engine model (no {ENGINE_FILE}); expected a run directory's model/")
+        raise EngineError(f"{directory}: not a saved engine model (no {ENGINE_FILE}); "
+                          "expected a run directory's model/")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -191,7 +193,8 @@ def load_backbone(directory: Path) -> tuple[Any, nn.Module]:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise EngineError(f"{directory}/model.safetensors does not match the encoder: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise EngineError(f"{directory}/model.safetensors does not match the encoder: missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]}")
     return tokenizer, backbone
 
 

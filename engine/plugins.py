@@ -152,7 +152,8 @@ class PluginManager:
                 self._pm.unregister(name=name)
             # pluggy's message names the hook and the argument; the plugin's name is what the user knows.
             raise PluginError(f"plugin {name!r}: {exc}") from exc
-        hooks = [hook for hook in KINDS if any(impl.plugin is module for impl in getattr(self._pm.hook, hook).get_hookimpls())]
+        hooks = [hook for hook in KINDS
+                 if any(impl.plugin is module for impl in getattr(self._pm.hook, hook).get_hookimpls())]
         modname = module.__name__ if isinstance(module, ModuleType) else type(module).__name__
         path = getattr(module, "__file__", None)
         self.infos[name] = PluginInfo(name, modname, str(version), source, hooks, distribution, path)
@@ -270,7 +271,8 @@ def _import_from(name: str, base_dir: Path | None) -> ModuleType:
         if exc.name not in (top, name):
             raise PluginError(f"plugin module {name!r} (from the task file) failed to import: {_error(exc)}") from exc
         where = f" next to the task file ({base_dir}) or" if base_dir else ""
-        raise ModuleNotFound(f"plugin module {name!r} named in the task file was not found{where} on the import path") from exc
+        raise ModuleNotFound(
+            f"plugin module {name!r} named in the task file was not found{where} on the import path") from exc
     except Exception as exc:
         raise PluginError(f"plugin module {name!r} (from the task file) failed to import: {_error(exc)}") from exc
     finally:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -51,7 +52,8 @@ def check_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
         from engine.checkpoints import latest_checkpoint
 
         if latest_checkpoint(path) is None:
-            raise RunDirError(f"--resume: {path} has no checkpoint to resume from (expected {path}/checkpoints/step-N/)")
+            raise RunDirError(
+                f"--resume: {path} has no checkpoint to resume from (expected {path}/checkpoints/step-N/)")
         return
     if path.exists() and not path.is_dir():
         raise RunDirError(f"output_dir {path} is a file, not a directory")
@@ -62,7 +64,8 @@ def check_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
                 f"it, or set output_dir (e.g. --set output_dir=runs/new)"
             )
         if not any((path / marker).exists() for marker in MARKERS):
-            raise RunDirError(f"--overwrite: {path} does not look like a run directory (no manifest.json); not deleting it")
+            raise RunDirError(
+                f"--overwrite: {path} does not look like a run directory (no manifest.json); not deleting it")
 
 
 def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
@@ -102,7 +105,8 @@ class RunLock:
         except BaseException:
             os.close(fd)
             raise
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
         self.fd = fd
@@ -198,14 +202,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def versions(extra: list[str] = ()) -> dict[str, str]:  # type: ignore[assignment]
+def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     names = ["engine", "torch", "transformers", "accelerate", "datasets", "pluggy", "pydantic", *extra]
     found = {}
     for name in names:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):  # not installed: not recorded
             found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return found
 
 

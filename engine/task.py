@@ -25,7 +25,7 @@ class Task:
 
     #: Defaults for other task-file sections, under what the user wrote: e.g. ``{"head": "linear",
     #: "metrics": ["accuracy"], "training": {"batch_size": 16}, "optimizer": {"name": "adamw", "lr": 1e-4}}``.
-    defaults: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}  # noqa: RUF012 - never mutated here; tasks assign their own
     #: Metric that picks the best model when ``training.monitor`` is not set, e.g. ``"validation.accuracy"``.
     monitor: str = "validation.loss"
     #: ``"max"`` or ``"min"``: the direction in which ``monitor`` improves.

@@ -37,7 +37,17 @@ from typing import Any
 
 import pytest
 
-WORDS = ["the", "a", "an", "and", "or", "but", "not", "no", "is", "was", "are", "were", "be", "been", "it", "this", "that", "these", "those", "i", "you", "he", "she", "we", "they", "my", "your", "his", "her", "our", "their", "of", "to", "in", "on", "at", "for", "with", "from", "by", "as", "about", "into", "over", "after", "before", "good", "bad", "great", "terrible", "awesome", "awful", "love", "loved", "hate", "hated", "like", "liked", "best", "worst", "nice", "poor", "excellent", "boring", "fun", "funny", "movie", "film", "phone", "food", "place", "service", "product", "story", "plot", "acting", "quality", "price", "time", "day", "night", "very", "really", "so", "too", "quite", "more", "most", "less", "least", "just", "john", "paul", "mary", "london", "paris", "berlin", "google", "apple", "microsoft", "new", "york", "city", "company", "people", "year", "years", "one", "two", "three"]
+WORDS = [
+    "the", "a", "an", "and", "or", "but", "not", "no", "is", "was", "are", "were", "be", "been", "it", "this",
+    "that", "these", "those", "i", "you", "he", "she", "we", "they", "my", "your", "his", "her", "our", "their",
+    "of", "to", "in", "on", "at", "for", "with", "from", "by", "as", "about", "into", "over", "after", "before",
+    "good", "bad", "great", "terrible", "awesome", "awful", "love", "loved", "hate", "hated", "like", "liked",
+    "best", "worst", "nice", "poor", "excellent", "boring", "fun", "funny", "movie", "film", "phone", "food",
+    "place", "service", "product", "story", "plot", "acting", "quality", "price", "time", "day", "night", "very",
+    "really", "so", "too", "quite", "more", "most", "less", "least", "just", "john", "paul", "mary", "london",
+    "paris", "berlin", "google", "apple", "microsoft", "new", "york", "city", "company", "people", "year", "years",
+    "one", "two", "three"
+]
 
 
 def build_tiny_model(directory: Path, *, hidden_size: int = 32, layers: int = 2, seed: int = 0,
@@ -48,10 +58,10 @@ def build_tiny_model(directory: Path, *, hidden_size: int = 32, layers: int = 2,
     differently (one process against several).
     """
     import torch
-    from transformers import (
+    from transformers import (  # type: ignore[attr-defined,unused-ignore]  # BertTokenizerFast is exported lazily
         BertConfig,
         BertModel,
-        BertTokenizerFast,  # type: ignore[attr-defined]  # transformers 5 exports it lazily
+        BertTokenizerFast,
     )
     from transformers.utils import logging as hf_logging
 
@@ -61,7 +71,8 @@ def build_tiny_model(directory: Path, *, hidden_size: int = 32, layers: int = 2,
     chars = list(string.ascii_lowercase + string.digits + string.punctuation)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars), *WORDS]
     vocab = list(dict.fromkeys(vocab))
-    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True, model_max_length=128)
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True,
+                                  model_max_length=128)
     tokenizer.save_pretrained(directory)
     config = BertConfig(
         vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=2,
@@ -131,7 +142,7 @@ def labelled_rows(labels: list[str], n: int, seed: int) -> list[tuple[str, str]]
     rows = []
     for i in range(n):
         k = i % len(labels)
-        words = rng.sample(FILLER, rng.randint(2, 6)) + [CUE_WORDS[k % len(CUE_WORDS)]]
+        words = [*rng.sample(FILLER, rng.randint(2, 6)), CUE_WORDS[k % len(CUE_WORDS)]]
         rng.shuffle(words)
         rows.append((" ".join(words), labels[k]))
     return rows

@@ -420,8 +420,9 @@ class Run:
         was = (saved.get("processes", 1), saved.get("batch_size", self.training.batch_size))
         now = (self.accelerator.num_processes, self.training.batch_size)
         if was != now:
-            raise RunDirError(f"--resume: {path} was written by {was[0]} process(es) with training.batch_size {was[1]}; "
-                              f"this run has {now[0]} with {now[1]}. Resume with the same, or start a new run.")
+            raise RunDirError(f"--resume: {path} was written by {was[0]} process(es) with training.batch_size "
+                              f"{was[1]}; this run has {now[0]} with {now[1]}. Resume with the same, or start a new "
+                              "run.")
         self.accelerator.load_state(str(path))  # model, optimizer, scheduler, RNGs, accumulation counter
         for key in RESUMED_FIELDS:
             setattr(self.state, key, saved["state"][key])
@@ -506,7 +507,8 @@ class Run:
             state.epoch, state.epoch_batches = state.epoch + 1, 0
         self.save_checkpoint()
         if state.should_stop:
-            where = f"in epoch {state.epoch + 1}, at step" if state.epoch_batches else f"after epoch {state.epoch}, step"
+            where = (f"in epoch {state.epoch + 1}, at step" if state.epoch_batches
+                     else f"after epoch {state.epoch}, step")
             console.info(f"Stopping early {where} {state.global_step}")
 
     def shared_loss(self, out: HeadOutput) -> torch.Tensor:
@@ -610,14 +612,16 @@ class Run:
                 num_outputs=self.head_spec.num_outputs,
                 extra={"max_length": self.max_length,
                        "plugins": {c.component.plugin: infos[c.component.plugin].version
-                                   for c in (resolved.task, resolved.head, resolved.data) if c.component.plugin in infos},
+                                   for c in (resolved.task, resolved.head, resolved.data)
+                                   if c.component.plugin in infos},
                        "data": {"format": resolved.data.name, "options": resolved.data.raw}},
             )
             replace_dir(tmp, self.run_dir / "model")
             write_json(self.run_dir / "metrics.json", results)
         seconds = state.train_seconds
         self.write_manifest("completed", {
-            "best": {"monitor": state.monitor, "value": state.best_metric, "epoch": state.best_epoch, "step": state.best_step},
+            "best": {"monitor": state.monitor, "value": state.best_metric, "epoch": state.best_epoch,
+                     "step": state.best_step},
             "steps": state.global_step, "processes": accelerator.num_processes, "transformers_loadable": hf_loadable,
             "training_time": {"seconds": round(seconds, 3), "samples": state.samples,
                               "samples_per_second": round(state.samples / seconds, 2) if seconds else None},

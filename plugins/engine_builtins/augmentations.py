@@ -39,7 +39,9 @@ def delete(words: list[str], p: float, rng: random.Random) -> list[str]:
     return kept or [rng.choice(words)]
 
 
-def _augmentation(change: Callable[[list[str], float, random.Random], list[str]]) -> Callable[[WordOptions], Callable[[Rows, random.Random], Rows]]:
+def _augmentation(
+    change: Callable[[list[str], float, random.Random], list[str]],
+) -> Callable[[WordOptions], Callable[[Rows, random.Random], Rows]]:
     def factory(options: WordOptions) -> Callable[[Rows, random.Random], Rows]:
         def apply(rows: Rows, rng: random.Random) -> Rows:
             result = list(rows) if options.keep_original else []

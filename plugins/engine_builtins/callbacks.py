@@ -15,7 +15,8 @@ from engine import Callback, TrainerState, hookimpl
 class EarlyStoppingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    monitor: str | None = Field(None, description="Metric to watch, e.g. 'validation.accuracy'; default: training.monitor.")
+    monitor: str | None = Field(
+        None, description="Metric to watch, e.g. 'validation.accuracy'; default: training.monitor.")
     patience: int = Field(2, ge=1, description="Evaluations without improvement before stopping.")
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
     mode: Literal["auto", "max", "min"] = "auto"
@@ -37,7 +38,8 @@ class EarlyStopping(Callback):
             raise EngineError(f"early_stopping: monitor {monitor!r} is not among the metrics: {', '.join(metrics)}")
         mode = self.options.mode if self.options.mode != "auto" else state.directions[monitor]
         value = metrics[monitor]
-        better = self.best is None or (value > self.best + self.options.min_delta if mode == "max" else value < self.best - self.options.min_delta)
+        delta = self.options.min_delta
+        better = self.best is None or (value > self.best + delta if mode == "max" else value < self.best - delta)
         if better:
             self.best, self.waited = value, 0
             return
@@ -74,7 +76,8 @@ class History(Callback):
     def _write(self, state: TrainerState, record: dict[str, Any]) -> None:
         if not state.is_main_process:
             return
-        record = {"epoch": state.epoch + 1, "step": state.global_step, "time": round(time.perf_counter() - self.start, 3), **record}
+        record = {"epoch": state.epoch + 1, "step": state.global_step,
+                  "time": round(time.perf_counter() - self.start, 3), **record}
         with (state.run_dir / "history.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 

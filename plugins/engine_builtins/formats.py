@@ -24,7 +24,8 @@ class ColumnOptions(DataOptions):
     """Which columns (or keys) hold the text and the label: what every built-in format reads."""
 
     text: str | list[str] = Field("text", description="Column of the text, or two columns for a text pair.")
-    label: str | list[str] | None = Field("label", description="Column of the label (or several targets); null for none.")
+    label: str | list[str] | None = Field(
+        "label", description="Column of the label (or several targets); null for none.")
 
     @field_validator("text")
     @classmethod
@@ -96,7 +97,8 @@ def make_row(record: dict[str, Any], options: Any, path: Path, line: int) -> dic
     for key, column in zip(("text", "text_pair"), options.text_columns()):
         value = record.get(column)
         if value is None or (isinstance(value, str) and not value.strip()):
-            raise DataError(f"empty text in column {column!r}" if column in record else f"missing text column {column!r}", path, line)
+            what = f"empty text in column {column!r}" if column in record else f"missing text column {column!r}"
+            raise DataError(what, path, line)
         row[key] = value
     labels = options.label_columns()
     values: list[Any] = []
@@ -119,8 +121,9 @@ def check_columns(available: list[str], options: Any, path: Path, labelled: bool
     for column in wanted:
         if column not in available:
             raise DataError(
-                f"no column {column!r}{did_you_mean(column, available)}; the columns are: {', '.join(map(repr, available))}"
-                + ("" if options.header else " (set by data.columns)"), path, 1 if getattr(options, "header", True) else None,
+                f"no column {column!r}{did_you_mean(column, available)}; the columns are: "
+                f"{', '.join(map(repr, available))}" + ("" if options.header else " (set by data.columns)"),
+                path, 1 if getattr(options, "header", True) else None,
             )
 
 
@@ -145,7 +148,8 @@ def read_table(path: Path, options: TableOptions, delimiter: str, quoting: int, 
             continue
         if len(fields) != len(header):
             raise DataError(
-                f"expected {len(header)} fields separated by {delimiter!r} ({', '.join(header)}), got {len(fields)}", path, line
+                f"expected {len(header)} fields separated by {delimiter!r} ({', '.join(header)}), got {len(fields)}",
+                path, line
             )
         yield make_row(dict(zip(header, fields)), options, path, line)
 
@@ -202,7 +206,8 @@ def column_info(options: Any) -> dict[str, Any]:
 
 def load_tsv(options: TableOptions, base_dir: Path) -> dict[str, Split]:
     """Tab-separated values; quote characters are ordinary characters."""
-    return load_files(options, base_dir, lambda p, w: read_table(p, options, "\t", csv.QUOTE_NONE, w), column_info(options))
+    return load_files(options, base_dir, lambda p, w: read_table(p, options, "\t", csv.QUOTE_NONE, w),
+                      column_info(options))
 
 
 def load_csv(options: CsvOptions, base_dir: Path) -> dict[str, Split]:

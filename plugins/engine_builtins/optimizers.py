@@ -13,10 +13,13 @@ from engine import hookimpl
 class AdamWOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lr: float = Field(1e-4, gt=0, description="Learning rate of the encoder. 1e-4 suits small encoders such as the default MiniLM; base-size models usually want 2e-5 to 5e-5.")
-    head_lr: float | None = Field(None, gt=0, description="Learning rate of the head (and a CRF's transitions); default: lr.")
+    lr: float = Field(1e-4, gt=0, description="Learning rate of the encoder. 1e-4 suits small encoders such as the "
+                      "default MiniLM; base-size models usually want 2e-5 to 5e-5.")
+    head_lr: float | None = Field(
+        None, gt=0, description="Learning rate of the head (and a CRF's transitions); default: lr.")
     weight_decay: float = Field(0.01, ge=0, description="Applied to weight matrices only, never to biases or norms.")
-    layer_decay: float | None = Field(None, gt=0, le=1, description="Layer-wise decay: each layer below the top gets lr times this, once more per layer.")
+    layer_decay: float | None = Field(None, gt=0, le=1, description="Layer-wise decay: each layer below the top "
+                                      "gets lr times this, once more per layer.")
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
 
@@ -86,7 +89,8 @@ def _schedule(shape: Literal["linear", "cosine", "constant"]) -> Any:
     def build(options: ScheduleOptions, optimizer: Any, num_training_steps: int) -> Any:
         import torch
 
-        warmup = options.warmup_steps if options.warmup_steps is not None else int(options.warmup_ratio * num_training_steps)
+        warmup = (options.warmup_steps if options.warmup_steps is not None
+                  else int(options.warmup_ratio * num_training_steps))
 
         def factor(step: int) -> float:
             if step < warmup:
@@ -100,7 +104,8 @@ def _schedule(shape: Literal["linear", "cosine", "constant"]) -> Any:
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
-    build.__doc__ = {"linear": "Linear warm-up, then linear decay to zero.", "cosine": "Linear warm-up, then cosine decay to zero.",
+    build.__doc__ = {"linear": "Linear warm-up, then linear decay to zero.",
+                     "cosine": "Linear warm-up, then cosine decay to zero.",
                      "constant": "Linear warm-up, then a constant rate."}[shape]
     return build
 

@@ -15,7 +15,7 @@ def encode_texts(rows: dict[str, list[Any]], tokenizer: Any, max_length: int) ->
         raise DataError("missing the second text of the pair", line=rows[LINE][missing])
     encoded = tokenizer([str(t) for t in rows["text"]], [str(t) for t in pairs] if pairs is not None else None,
                         truncation=True, max_length=max_length)
-    return {key: encoded[key] for key in encoded.keys()}
+    return dict(encoded)
 
 
 def pad_batch(features: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]:

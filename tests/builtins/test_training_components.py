@@ -1,5 +1,6 @@
 """Freezing strategies, augmentations, optimizer parameter groups and schedules."""
 
+import itertools
 import random
 
 import pytest
@@ -85,7 +86,7 @@ def test_schedules_warm_up_then_decay(shape):
     if shape == "constant":
         assert rates[-1] == 1.0
     else:
-        assert rates[-1] < 0.1 and all(a >= b for a, b in zip(rates[4:], rates[5:]))
+        assert rates[-1] < 0.1 and all(a >= b for a, b in itertools.pairwise(rates[4:]))
 
 
 ROWS = [{"text": "one two three four five six seven eight nine ten", "label": "a", "_line": i} for i in range(50)]

@@ -84,7 +84,7 @@ def test_a_value_of_another_kind_than_the_first_rows_is_an_error_at_its_line():
 
 def test_a_row_with_a_column_the_first_rows_lack_is_an_error_at_its_line():
     rows = [{LINE: i + 1, "text": "t"} for i in range(10_001)] + [{LINE: 10_002, "text": "t", "extra": 1}]
-    with pytest.raises(DataError, match="f.jsonl, line 10002: has 'extra', which earlier rows do not have"):
+    with pytest.raises(DataError, match=r"f\.jsonl, line 10002: has 'extra', which earlier rows do not have"):
         rows_to_dataset(rows, "f.jsonl")
 
 

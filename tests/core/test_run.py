@@ -18,7 +18,7 @@ def sentences(n, seed):
     rows = []
     for i in range(n):
         label = "positive" if i % 2 == 0 else "negative"
-        words = rng.sample(FILLER, rng.randint(2, 6)) + [rng.choice(POSITIVE if label == "positive" else NEGATIVE)]
+        words = [*rng.sample(FILLER, rng.randint(2, 6)), rng.choice(POSITIVE if label == "positive" else NEGATIVE)]
         rng.shuffle(words)
         rows.append((" ".join(words), label))
     return rows

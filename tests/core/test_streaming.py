@@ -36,7 +36,7 @@ def stream_task(write_task, tiny_model_dir, rows, **data):
     return write_task({"task": "classification", "model": {"name": str(tiny_model_dir)},
                        "data": {"train": "train.tsv", "streaming": True, **data},
                        "training": {"max_steps": 5, "batch_size": 8}, "output_dir": "run"},
-                      {"train.tsv": "text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows)})
+                      {"train.tsv": "text\tlabel\n" + "".join(f"{t}\t{label}\n" for t, label in rows)})
 
 
 def test_a_stream_needs_max_steps_and_validate_says_so(write_task, tiny_model_dir, run_engine):

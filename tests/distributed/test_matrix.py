@@ -54,7 +54,7 @@ def classification_rows(rng, n, labels=("negative", "positive")):
     rows = []
     for i in range(n):
         k = i % len(labels)
-        words = rng.sample(FILLER, rng.randint(2, 8)) + [CUE_WORDS[k * 3 % len(CUE_WORDS)]]
+        words = [*rng.sample(FILLER, rng.randint(2, 8)), CUE_WORDS[k * 3 % len(CUE_WORDS)]]
         rng.shuffle(words)
         rows.append((" ".join(words), labels[k]))
     return "text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows)
@@ -64,7 +64,7 @@ def regression_rows(rng, n):
     rows = []
     for _ in range(n):
         k = rng.randrange(len(CUE_WORDS))
-        words = rng.sample(FILLER, rng.randint(2, 8)) + [CUE_WORDS[k]]
+        words = [*rng.sample(FILLER, rng.randint(2, 8)), CUE_WORDS[k]]
         rng.shuffle(words)
         rows.append((" ".join(words), k / 2))
     return "text\tscore\n" + "".join(f"{t}\t{y}\n" for t, y in rows)

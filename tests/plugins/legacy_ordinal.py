@@ -107,7 +107,7 @@ class OrdinalTask:
         index = {name: k for k, name in enumerate(self.levels)}
         features = []
         for i in range(len(rows)):
-            feature: dict[str, Any] = {key: encoded[key][i] for key in encoded.keys()}
+            feature: dict[str, Any] = {key: encoded[key][i] for key in encoded.keys()}  # noqa: SIM118 - 0.1 verbatim
             feature["row"] = i
             feature["length"] = len(feature["input_ids"])
             if labelled:

@@ -8,7 +8,7 @@ from engine.head import HeadSpec
 
 class FocalTask(Task):
     monitor, monitor_mode = "validation.accuracy", "max"
-    defaults = {"head": "linear", "metrics": ["accuracy"]}
+    defaults = {"head": "linear", "metrics": ["accuracy"]}  # noqa: RUF012 - read, never mutated
 
     def __init__(self, options: None) -> None:  # registered without options: "task": "focal"
         self.gamma, self.labels = 2.0, []

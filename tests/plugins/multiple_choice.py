@@ -8,7 +8,7 @@ from engine import HeadOutput, HeadSpec, Task, hookimpl
 
 class MultipleChoice(Task):
     monitor, monitor_mode = "validation.accuracy", "max"
-    defaults = {"head": "choice_scorer", "metrics": ["accuracy"]}
+    defaults = {"head": "choice_scorer", "metrics": ["accuracy"]}  # noqa: RUF012 - read, never mutated
 
     def __init__(self, options: None) -> None:
         self.choices = 0

@@ -153,7 +153,7 @@ def test_declaring_a_built_in_name_is_an_error_until_one_is_blocked(plugin_manag
     exec("from engine import hookimpl\n@hookimpl\ndef metric(register):\n    register('accuracy', lambda o, t: None)",
          module.__dict__)
     plugin_manager.add_module("my_accuracy", module)
-    with pytest.raises(PluginError, match="by plugin 'classification' and by plugin 'my_accuracy'.*Block one"):
+    with pytest.raises(PluginError, match=r"by plugin 'classification' and by plugin 'my_accuracy'.*Block one"):
         plugin_manager.registry()
     replaced = PluginManager(block=["classification"])
     replaced.load_entry_points()

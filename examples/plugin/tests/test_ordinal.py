@@ -16,7 +16,8 @@ from engine.head import HeadSpec
 
 
 def split(*labels):
-    return Split("train", [{"text": "x", "label": label, "_line": i + 2} for i, label in enumerate(labels)], "train.tsv")
+    rows = [{"text": "x", "label": label, "_line": i + 2} for i, label in enumerate(labels)]
+    return Split("train", rows, "train.tsv")
 
 
 # --- the task ------------------------------------------------------------------------------------------------------
@@ -120,7 +121,8 @@ def test_an_ordinal_run_uses_the_plugins_head_and_metrics_and_reloads(tiny_task,
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert [r["label"] for r in rows] == [["1", "2", "3"][r["rank"]] for r in rows]
     assert all(sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-4) for r in rows)
-    evaluated = run_engine("evaluate", run_dir, "--data", path.parent / "validation.tsv", "--output", tmp_path / "m.json")
+    evaluated = run_engine("evaluate", run_dir, "--data", path.parent / "validation.tsv",
+                           "--output", tmp_path / "m.json")
     assert evaluated.exit_code == 0, evaluated.stderr
     assert json.loads((tmp_path / "m.json").read_text()) == pytest.approx(metrics)  # the same model, the same rows
 

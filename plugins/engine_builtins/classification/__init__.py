@@ -18,7 +18,8 @@ class ClassificationOptions(BaseModel):
 
     multi_label: bool = Field(False, description="Each text may carry several labels (or none).")
     threshold: float = Field(0.5, gt=0, lt=1, description="Multi-label: a label is predicted above this probability.")
-    labels: list[str] | None = Field(None, min_length=2, description="The label names, in order; default: those in the training data.")
+    labels: list[str] | None = Field(
+        None, min_length=2, description="The label names, in order; default: those in the training data.")
     label_separator: str = Field(",", min_length=1, description="Multi-label: separates labels inside one field.")
 
 
@@ -47,4 +48,5 @@ def metric(register: Any) -> None:
     for average in ("macro", "micro"):
         for name in ("precision", "recall", "f1"):
             register(f"{name}_{average}", metrics.prf(name, average), higher_is_better=True,
-                     description=f"{name.capitalize()}, {average}-averaged over labels.", produces=[f"{name}_{average}"])
+                     description=f"{name.capitalize()}, {average}-averaged over labels.",
+                     produces=[f"{name}_{average}"])

@@ -29,7 +29,8 @@ class ClassificationTask(Task):
         self.monitor_mode = "max"
         self.defaults: dict[str, Any] = {
             "head": "linear",
-            "metrics": ["f1_micro", "f1_macro", "accuracy"] if multi else ["accuracy", "f1_macro", "precision_macro", "recall_macro"],
+            "metrics": (["f1_micro", "f1_macro", "accuracy"] if multi
+                        else ["accuracy", "f1_macro", "precision_macro", "recall_macro"]),
         }
 
     # --- labels ------------------------------------------------------------------------------------------------
@@ -74,7 +75,8 @@ class ClassificationTask(Task):
             return
         self.labels = sorted({name for names, _ in self._split_names(train) for name in names}, key=_natural)
         if len(self.labels) < 2:
-            raise DataError(f"the training data has only one label ({', '.join(self.labels)}); a classifier needs two or more", train.source)
+            raise DataError(f"the training data has only one label ({', '.join(self.labels)}); a classifier needs two "
+                            "or more", train.source)
 
     def check(self, split: Split) -> None:
         for value, line in split.values("label"):
@@ -124,7 +126,7 @@ class ClassificationTask(Task):
             by_row[feature["row"]] = probs
         result = []
         for probs in by_row:
-            scores = {name: p for name, p in zip(self.labels, probs)}
+            scores = dict(zip(self.labels, probs))
             if self.options.multi_label:
                 label: Any = [name for name, p in scores.items() if p >= self.options.threshold]
             else:
@@ -139,7 +141,8 @@ class ClassificationTask(Task):
 
     def format_prediction(self, row: dict[str, Any], prediction: Any) -> dict[str, Any]:
         texts: dict[str, Any] = {k: row[k] for k in ("text", "text_pair") if k in row}
-        return {**texts, "label": prediction["label"], "scores": {k: round(v, 6) for k, v in prediction["scores"].items()}}
+        scores = {k: round(v, 6) for k, v in prediction["scores"].items()}
+        return {**texts, "label": prediction["label"], "scores": scores}
 
     # --- saving ------------------------------------------------------------------------------------------------
 

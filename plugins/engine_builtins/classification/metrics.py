@@ -57,7 +57,7 @@ def prf(name: str, average: str) -> Callable[[Any, Any], Metric]:
                 value = precision_recall_f1(sum(tp.values()), sum(fp.values()), sum(fn.values()))[which]
             else:
                 labels = set(tp) | set(fp) | set(fn)
-                scores = [precision_recall_f1(tp[l], fp[l], fn[l])[which] for l in labels]
+                scores = [precision_recall_f1(tp[label], fp[label], fn[label])[which] for label in labels]
                 value = sum(scores) / len(scores) if scores else 0.0
             return {f"{name}_{average}": value}
 

@@ -59,7 +59,8 @@ class RegressionTask(Task):
                 raise DataError(f"{what} is {item!r}; expected a finite number", source, line)
             bounds = self.options.bounds
             if bounds is not None and not bounds[0] <= number <= bounds[1]:
-                raise DataError(f"{what} {number:g} is outside task.bounds [{bounds[0]:g}, {bounds[1]:g}]", source, line)
+                raise DataError(f"{what} {number:g} is outside task.bounds [{bounds[0]:g}, {bounds[1]:g}]",
+                                source, line)
             numbers.append(number)
         return numbers
 
@@ -110,7 +111,8 @@ class RegressionTask(Task):
 
         batch = pad_batch(features, tokenizer)
         if "labels" in features[0]:
-            batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.float32)  # shape: (batch, targets)
+            # shape: (batch, targets)
+            batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.float32)
         return batch
 
     def head_spec(self, hidden_size: int) -> HeadSpec:

@@ -55,7 +55,8 @@ def tokenize_sentences(tokenizer: Any, sentences: list[list[str]]) -> list[Token
                 # Some words have no subword: stand the unknown token in for them and tokenize this sentence again.
                 unk = tokenizer.unk_token
                 if unk is None:
-                    raise EngineError("the tokenizer gives no subword for some words and has no unknown token to stand in")
+                    raise EngineError(
+                        "the tokenizer gives no subword for some words and has no unknown token to stand in")
                 counts = _word_counts(encoded, j, words)
                 patched = [w if n else unk for w, n in zip(words, counts)]
                 tokenized = _align(_encode(tokenizer, [join_words(patched)[0]]), 0, patched)

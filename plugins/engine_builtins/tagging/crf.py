@@ -487,10 +487,7 @@ def allowed_transitions(
     for i, (p_from, k_from) in enumerate(parsed):
         for j, (p_to, k_to) in enumerate(parsed):
             if bioes:
-                if p_from in "BI":
-                    ok = p_to in "IE" and k_to == k_from
-                else:
-                    ok = p_to in "BSO"
+                ok = p_to in "IE" and k_to == k_from if p_from in "BI" else p_to in "BSO"
             else:
                 ok = p_to != "I" or (p_from in "BI" and k_from == k_to)
             allowed[i, j] = ok

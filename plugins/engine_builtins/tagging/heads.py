@@ -20,7 +20,8 @@ from engine_builtins.tagging.crf import CRF, PAD_TAG
 
 
 def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the positions that carry a tag: ``logits (batch, seq, tags)``, ``labels (batch, seq)``."""
+    """Mean cross-entropy over the positions that carry a tag: ``logits (batch, seq, tags)``,
+    ``labels (batch, seq)``."""
     return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
 
 

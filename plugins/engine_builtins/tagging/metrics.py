@@ -89,7 +89,8 @@ def per_type(counts: Counts) -> dict[str, dict[str, float]]:
 
 def _require_tagging(task: Any, name: str) -> None:
     if getattr(task, "tag_names", None) is None:
-        raise EngineError(f"metric {name!r} scores entities in tag sequences; this task ({type(task).__name__}) does not tag tokens")
+        raise EngineError(f"metric {name!r} scores entities in tag sequences; this task ({type(task).__name__}) "
+                          "does not tag tokens")
 
 
 def entity_metric(which: str, average: str) -> Callable[[Any, Any], Metric]:

@@ -54,22 +54,24 @@ def read_conll(path: Path, options: Any, what: str) -> Iterator[dict[str, Any]]:
         if width is None:
             width = (len(fields), number)
         elif len(fields) != width[0]:
-            hint = (" If tokens contain spaces, set data.separator to \"\\t\"." if not options.separator and len(fields) > width[0]
-                    else "")
+            hint = (" If tokens contain spaces, set data.separator to \"\\t\"."
+                    if not options.separator and len(fields) > width[0] else "")
             raise DataError(
                 f"expected {width[0]} fields like line {width[1]}, got {len(fields)}: {line.strip()!r}; "
                 f"is a column missing?{hint}", path, number,
             )
         token_at, tag_at = _column(options.token_column, len(fields)), _column(options.tag_column, len(fields))
         if token_at is None:
-            raise DataError(f"data.token_column is {options.token_column}, but the line has {len(fields)} field(s)", path, number)
+            raise DataError(f"data.token_column is {options.token_column}, but the line has {len(fields)} field(s)",
+                            path, number)
         if not tokens:
             first_line = number
         tokens.append(fields[token_at].strip())
         if tag_at is None or tag_at == token_at:
             if options.labels_required:
                 raise DataError(
-                    f"missing tag column: the line has {len(fields)} field(s) and data.tag_column is {options.tag_column} "
+                    f"missing tag column: the line has {len(fields)} field(s) and data.tag_column is "
+                    f"{options.tag_column} "
                     f"(expected a token and a tag{', separated by a tab' if options.separator == chr(9) else ''})",
                     path, number,
                 )
@@ -94,9 +96,11 @@ def read_plain(path: Path, options: Any, what: str) -> Iterator[dict[str, Any]]:
     if options.labels_required:
         raise DataError(
             "plain text has no tags or labels to train or evaluate with. For a file with one token and its tag per "
-            "line, set data.format to \"conll\" (engine evaluate and predict read such a file when it is named *.conll)", path,
+            "line, set data.format to \"conll\" (engine evaluate and predict read such a file when it is named "
+            "*.conll)", path,
         )
-    return ({LINE: number, "text": line.removesuffix("\n").removesuffix("\r")} for number, line in lines if line.strip())
+    return ({LINE: number, "text": line.removesuffix("\n").removesuffix("\r")}
+            for number, line in lines if line.strip())
 
 
 def load_conll(options: Any, base_dir: Path) -> dict[str, Split]:

@@ -135,7 +135,8 @@ def detect_scheme(sequences: Iterable[Sequence[str]]) -> str:
     bioes, bilou = seen & set("ES"), seen & set("LU")
     if bioes and bilou:
         raise ValueError(
-            f"the tags mix BIOES prefixes ({', '.join(sorted(bioes))}-) with BILOU prefixes ({', '.join(sorted(bilou))}-); "
+            f"the tags mix BIOES prefixes ({', '.join(sorted(bioes))}-) with BILOU prefixes "
+            f"({', '.join(sorted(bilou))}-); "
             "use one scheme throughout"
         )
     if bilou:

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 # torch is imported inside methods: building a task (as `engine validate` does) must stay fast.
 
 _WORD = re.compile(r"\S+")
-DEFAULT_METRICS = ["entity_f1", "entity_precision", "entity_recall", "entity_f1_macro", "token_accuracy", "entity_per_type"]
+DEFAULT_METRICS = ["entity_f1", "entity_precision", "entity_recall", "entity_f1_macro", "token_accuracy",
+                   "entity_per_type"]
 
 
 class TaggingTask(Task):
@@ -123,7 +124,8 @@ class TaggingTask(Task):
         first: tuple[str, int | None] | None = None  # a tag of the family seen first, and its line
         for (text, line), tags in zip(rows, sequences):
             for k, tag in enumerate(tags):
-                family = {"E": "BIOES", "S": "BIOES", "L": "BILOU", "U": "BILOU"}.get(tag[:1]) if tag != OUTSIDE else None
+                families = {"E": "BIOES", "S": "BIOES", "L": "BILOU", "U": "BILOU"}
+                family = families.get(tag[:1]) if tag != OUTSIDE else None
                 if family is None:
                     continue
                 if first is None:
@@ -216,7 +218,8 @@ class TaggingTask(Task):
     def head_spec(self, hidden_size: int) -> HeadSpec:
         from engine_builtins.tagging.heads import token_cross_entropy
 
-        return HeadSpec(hidden_size, len(self.tag_names), "token", loss=token_cross_entropy, labels=list(self.tag_names))
+        return HeadSpec(hidden_size, len(self.tag_names), "token", loss=token_cross_entropy,
+                        labels=list(self.tag_names))
 
     # --- outputs -----------------------------------------------------------------------------------------------
 

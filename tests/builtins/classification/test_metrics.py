@@ -38,8 +38,8 @@ def test_single_label_matches_sklearn(seed, name, average):
 def test_multi_label_matches_sklearn(seed, name, average):
     rng = random.Random(seed)
     labels = ["x", "y", "z"]
-    refs = [[l for l in labels if rng.random() < 0.4] for _ in range(50)]
-    preds = [{"label": [l for l in labels if rng.random() < 0.4]} for _ in range(50)]
+    refs = [[label for label in labels if rng.random() < 0.4] for _ in range(50)]
+    preds = [{"label": [label for label in labels if rng.random() < 0.4]} for _ in range(50)]
     binarize = MultiLabelBinarizer(classes=labels).fit([labels])
     y_true, y_pred = binarize.transform(refs), binarize.transform([p["label"] for p in preds])
     # sklearn's macro average over all classes equals ours when every class occurs somewhere:

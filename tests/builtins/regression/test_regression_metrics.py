@@ -79,7 +79,7 @@ def test_one_target_gives_only_the_plain_name():
 
 def test_a_task_that_predicts_no_numbers_is_refused():
     class Labels:
-        labels = ["negative", "positive"]
+        labels = ("negative", "positive")
 
     with pytest.raises(EngineError, match="'spearman' scores numeric predictions"):
         metrics.factory("spearman")(None, Labels())

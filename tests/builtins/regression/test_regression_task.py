@@ -89,7 +89,7 @@ def test_targets_outside_the_bounds_are_an_error():
 
 
 def test_target_names_must_match_the_label_columns():
-    with pytest.raises(DataError, match="task.targets names 3 target"):
+    with pytest.raises(DataError, match=r"task\.targets names 3 target"):
         regression(targets=["a", "b", "c"]).fit(split([["1", "2"], ["3", "4"]]))
 
 

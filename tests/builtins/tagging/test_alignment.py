@@ -1,6 +1,7 @@
 """Words to subwords: which position carries each word's tag, words without subwords, and windows over sentences
 longer than the model's limit (every word read, none cut)."""
 
+import itertools
 import random
 
 import pytest
@@ -57,7 +58,7 @@ def test_long_sentences_become_overlapping_windows_that_cover_every_word(tokeniz
         assert subwords(tokenizer, f, f["word_positions"]) == [tokenizer.tokenize(w)[0] for w in words[ws:we]]
         covered.update(range(ws, we))
     assert covered == set(range(len(words)))
-    for a, b in zip(features, features[1:]):
+    for a, b in itertools.pairwise(features):
         assert a["words"][0] < b["words"][0] <= a["words"][1]  # progress, and no gap between windows
     # Each window's own tags merged back give the sentence's tags.
     merged = merge_windows(len(words), [(f["words"], f["context"], f["labels"]) for f in features])
@@ -83,7 +84,7 @@ def test_plan_windows_respects_room_and_stride():
         assert windows[0][0] == 0 and windows[-1][1] == len(counts)
         for ws, we in windows:
             assert we == ws + 1 or bounds[we] - bounds[ws] <= room
-        for (s1, e1), (s2, e2) in zip(windows, windows[1:]):
+        for (s1, e1), (s2, _) in itertools.pairwise(windows):
             assert s1 < s2 <= e1
             assert s2 == s1 + 1 or bounds[e1] - bounds[s2] <= stride
 

@@ -78,7 +78,7 @@ def _path_ok(path: tuple[int, ...], constraints) -> bool:
     return (
         bool(start[path[0]])
         and bool(end[path[-1]])
-        and all(bool(allowed[a, b]) for a, b in zip(path, path[1:]))
+        and all(bool(allowed[a, b]) for a, b in itertools.pairwise(path))
     )
 
 
@@ -87,7 +87,7 @@ def _raw_score(crf, emissions: torch.Tensor, path: tuple[int, ...]) -> torch.Ten
     score = crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
     for t, tag in enumerate(path):
         score = score + emissions[t, tag]
-    for a, b in zip(path, path[1:]):
+    for a, b in itertools.pairwise(path):
         score = score + crf.transitions[a, b]
     return score
 
@@ -297,7 +297,7 @@ def test_rejects_bad_inputs() -> None:
         crf.decode(torch.randn(2, 3, 5))
     with pytest.raises(ValueError, match="tags must have shape"):
         crf(emissions, tags[:, :2], mask)
-    with pytest.raises(ValueError, match="torch.long"):
+    with pytest.raises(ValueError, match=r"torch\.long"):
         crf(emissions, tags.int(), mask)
     with pytest.raises(ValueError, match=r"\[0, 4\)"):
         crf(emissions, tags + 4, mask)
@@ -337,7 +337,7 @@ def test_rejects_bad_constructor_arguments() -> None:
         CRF(0)
     with pytest.raises(ValueError, match=r"allowed must have shape \(3, 3\)"):
         CRF(3, allowed=torch.ones(3, 4, dtype=torch.bool))
-    with pytest.raises(ValueError, match="allowed_start must be torch.bool"):
+    with pytest.raises(ValueError, match=r"allowed_start must be torch\.bool"):
         CRF(3, allowed_start=torch.ones(3))
     with pytest.raises(ValueError, match=r"allowed_end must have shape \(3,\)"):
         CRF(3, allowed_end=torch.ones(2, dtype=torch.bool))
@@ -367,7 +367,7 @@ def test_allowed_transitions_bio() -> None:
 
 def test_allowed_transitions_bioes() -> None:
     tags = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"]
-    allowed, start, end = allowed_transitions(tags)
+    _, start, end = allowed_transitions(tags)
     pairs = _allowed_pairs(tags)
 
     def successors(tag: str) -> set[str]:

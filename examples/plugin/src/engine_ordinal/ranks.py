@@ -102,7 +102,8 @@ class OrdinalTask(Task):
                 )
             self.levels = sorted(seen, key=float)
             if len(self.levels) < 2:
-                raise DataError(f"the training data has only one level ({self.levels[0]}); ordinal needs two or more", train.source)
+                raise DataError(f"the training data has only one level ({self.levels[0]}); ordinal needs two or more",
+                                train.source)
 
     def check(self, split: Split) -> None:
         for value, line in split.values("label"):
@@ -121,7 +122,7 @@ class OrdinalTask(Task):
             raise DataError("missing the second text of the pair", line=lines[pairs.index(None)])
         encoded = tokenizer([str(t) for t in rows["text"]], [str(t) for t in pairs] if pairs is not None else None,
                             truncation=True, max_length=max_length)
-        features = {key: encoded[key] for key in encoded.keys()}  # one feature per row: no "row" column needed
+        features = dict(encoded)  # one feature per row: no "row" column needed
         if labelled:
             features["labels"] = [self._rank(value, line) for value, line in zip(rows["label"], lines)]
         return features
