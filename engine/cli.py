@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     _task_flags(p)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in output_dir")
     p.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
+    p.add_argument("--dry-run", action="store_true",
+                   help="load the data and model, print the plan, time one batch forward and backward; train and "
+                   "write nothing")
 
     p = commands.add_parser("validate", help="check a task file without loading any model")
     _task_flags(p)
@@ -122,7 +125,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     resolved, manager = _resolve(args)
     from engine.trainer import run
 
-    result = run(resolved, manager, overwrite=args.overwrite, resume=args.resume)
+    result = run(resolved, manager, overwrite=args.overwrite, resume=args.resume, dry_run=args.dry_run)
+    if result is None:  # --dry-run
+        return 0
     if result.metrics:
         console.metrics_table(result.metrics)
     console.info(f"Saved to [bold]{result.run_dir}[/] (model: {result.run_dir / 'model'})")

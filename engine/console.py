@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
@@ -19,7 +21,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-console = Console(stderr=True, highlight=False)  # progress and messages
+# Progress and messages. Long lines are left to the terminal to wrap: cut at 80 columns, a log (no terminal) would
+# split one message over several lines.
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 results = Console(highlight=False)  # what a command produces: tables on standard output
 
 
@@ -37,8 +41,16 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:,.1f} {unit}/s" if speed else f"- {unit}/s", style="progress.data.speed")
 
 
-def progress(transient: bool = False) -> Progress:
-    """A progress bar with throughput and ETA; ``postfix`` carries live values such as the loss."""
+PROGRESS_SECONDS = "ENGINE_PROGRESS_SECONDS"  # seconds between progress lines when output is not a terminal
+
+
+def progress(transient: bool = False) -> Any:  # rich.progress.Progress, or LineProgress
+    """A progress bar with throughput and ETA; ``postfix`` carries live values such as the loss.
+
+    Without a terminal (a CI log, ``| tee``), a bar would be drawn once, at the end: progress is then a plain line
+    every ``ENGINE_PROGRESS_SECONDS`` seconds (default 30) and one when a bar finishes (not for transient bars)."""
+    if not console.is_terminal:
+        return LineProgress(float(os.environ.get(PROGRESS_SECONDS, "30")), transient, quiet=console.quiet)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=16),
@@ -53,12 +65,83 @@ def progress(transient: bool = False) -> Progress:
     )
 
 
-def track(items: Iterable[Any], total: int, description: str, unit: str = "rows") -> Iterable[Any]:
-    with progress(transient=True) as bar:
-        task = bar.add_task(description, total=total, unit=unit, postfix="")
-        for item in items:
-            yield item
-            bar.advance(task)
+@dataclass
+class _Line:
+    description: str
+    total: float | None
+    completed: float
+    unit: str
+    postfix: str
+    started: float = field(default_factory=time.monotonic)
+    start_completed: float = 0.0
+    printed: tuple[str, float, float | None] | None = None
+
+
+class LineProgress:
+    """What ``progress()`` gives without a terminal: the calls of rich's ``Progress`` that the engine makes
+    (``add_task``, ``update``, ``advance``), written as a line every ``every`` seconds."""
+
+    def __init__(self, every: float, transient: bool = False, *, quiet: bool = False) -> None:
+        self.every, self.transient, self.quiet = every, transient, quiet
+        self.tasks: list[_Line] = []
+        self.last = time.monotonic()
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.transient and exc[0] is None:
+            for task, line in enumerate(self.tasks):
+                if line.printed != (line.description, line.completed, line.total):  # the last state, once
+                    self._print(task)
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields: Any) -> int:
+        self.tasks.append(_Line(description, total, completed, str(fields.get("unit", "it")),
+                                str(fields.get("postfix", "")), start_completed=completed))
+        return len(self.tasks) - 1
+
+    def update(self, task: int, *, description: str | None = None, total: float | None = None,
+               completed: float | None = None, advance: float = 0, **fields: Any) -> None:
+        line = self.tasks[task]
+        if description is not None:
+            line.description = description
+        if total is not None:
+            line.total = total
+        if completed is not None:
+            line.completed = completed
+        line.completed += advance
+        if "postfix" in fields:
+            line.postfix = str(fields["postfix"])
+        if time.monotonic() - self.last >= self.every:
+            self._print(task)
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, advance=advance)
+
+    def _print(self, task: int) -> None:
+        self.last = time.monotonic()
+        if self.quiet:
+            return
+        line = self.tasks[task]
+        line.printed = (line.description, line.completed, line.total)
+        elapsed = self.last - line.started
+        rate = (line.completed - line.start_completed) / elapsed if elapsed > 0 else 0.0
+        parts = [f"{line.description}: {line.completed:,.0f}" + (f"/{line.total:,.0f}" if line.total else "")
+                 + f" {line.unit}"]
+        if rate:
+            parts.append(f"{rate:,.1f} {line.unit}/s")
+            if line.total and line.total > line.completed:
+                parts.append(f"eta {duration((line.total - line.completed) / rate)}")
+        if line.postfix:
+            parts.append(line.postfix)
+        console.print(", ".join(parts), markup=False, soft_wrap=True)
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``2 min 10 s``, ``1 h 5 min``."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def info(message: str) -> None:

@@ -271,11 +271,13 @@ def monitor_and_mode(resolved: ResolvedTask, task: Any, splits: dict[str, Split]
 class Run:
     """One training run, in the shape of a torchtune recipe: ``setup``, ``train``, ``save``."""
 
-    def __init__(self, resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool, resume: bool) -> None:
+    def __init__(self, resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool, resume: bool,
+                 dry_run: bool = False) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.resolved, self.manager, self.overwrite, self.resume = resolved, manager, overwrite, resume
+        self.dry_run = dry_run  # build everything, run one batch forward and backward, write nothing
         self.training = resolved.training
         # Under DDP, parameters that take no part in a step's loss (an encoder's pooler that the head does not
         # read, layers frozen for this epoch) would stop the gradient reduction; letting DDP look for them costs
@@ -299,8 +301,14 @@ class Run:
         console.set_quiet(not self.main)
         if training.threads:
             torch.set_num_threads(training.threads)
-        self.take_lock()
-        check_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume)
+        if self.dry_run:  # writes nothing, so needs no lock; the run it previews may still be refused: say so now
+            try:
+                check_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume)
+            except RunDirError as exc:
+                console.warn(f"engine run without --dry-run would stop: {exc}")
+        else:
+            self.take_lock()
+            check_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume)
         set_seed(training.seed)
 
         # Data: read, learn the label space from train, check the other splits against it, augment train. The
@@ -384,6 +392,9 @@ class Run:
         self.state = TrainerState(run_dir=self.run_dir, epochs=epochs, steps_per_epoch=steps_per_epoch,
                                   max_steps=total_steps, is_main_process=self.main, monitor=monitor, mode=mode,
                                   directions=dict(resolved.directions))
+        self.print_plan(model)
+        if self.dry_run:
+            return
 
         # Only now, with data and model loaded without error, does an earlier run make way.
         if self.main:
@@ -396,6 +407,47 @@ class Run:
             write_json(self.run_dir / "task.json", resolved.to_dict())
         self.write_manifest("running")
         self.last_save = time.monotonic()
+
+    def print_plan(self, model: torch.nn.Module) -> None:
+        """What the run will do, before it does it: the model's size, the data, the steps, the device."""
+        training, state, n = self.training, self.state, self.accelerator.num_processes
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        data = ", ".join(f"{name} {'streamed' if split.streaming else f'{len(split):,} rows'}"
+                         for name, split in self.splits.items())
+        if self.streaming:
+            steps = f"{state.max_steps:,} steps over the stream"
+        else:
+            steps = f"{state.max_steps:,} steps ({state.steps_per_epoch:,} per epoch, {state.epochs} epoch(s))"
+        batch = f"batch {training.batch_size} x {n} process(es)"
+        if training.gradient_accumulation_steps > 1:
+            batch += f" x {training.gradient_accumulation_steps} accumulated"
+        precision = {"no": "fp32"}.get(str(self.accelerator.mixed_precision), str(self.accelerator.mixed_precision))
+        console.info(
+            "Plan\n"
+            f"  model     {self.resolved.model.name}: {_count(total)} parameters, {_count(trainable)} trainable; "
+            f"head {self.resolved.head.name}\n"
+            f"  data      {data}\n"
+            f"  training  {steps}, {batch}\n"
+            f"  device    {self.accelerator.device.type}, {precision}, {torch.get_num_threads()} thread(s)"
+            + (" per process" if n > 1 else ""))
+
+    def dry_step(self) -> float:
+        """One training batch forward and backward, nothing stepped or saved; returns its seconds."""
+        self.sampler.start_epoch(0)
+        self.freezer.apply(self.unwrapped, 0)
+        self.model.train()
+        batch = next(iter(self.loader))
+        started = time.perf_counter()
+        out = self.model(**batch)
+        self.accelerator.backward(self.shared_loss(out))
+        seconds = time.perf_counter() - started
+        self.optimizer.zero_grad(set_to_none=True)
+        estimate = seconds * self.state.max_steps * self.training.gradient_accumulation_steps
+        console.info(f"Dry run: one batch forward and backward in {seconds:.2f} s (the first, with its warm-up), "
+                     f"so training takes about {console.duration(estimate)} or less, evaluations aside. Nothing "
+                     "was trained or written.")
+        return seconds
 
     def take_lock(self) -> None:
         """The main process locks the run directory; every process stops if it could not."""
@@ -436,6 +488,7 @@ class Run:
 
     def train(self) -> None:
         state, callbacks = self.state, self.callbacks
+        self.first_step, self.first_seconds, self.estimated = state.global_step, state.train_seconds, False
         callbacks.fire("on_train_begin", state)
         self.model.train()
         with console.progress() as bar:
@@ -489,6 +542,8 @@ class Run:
             recent = losses[-50:]
             bar.update(job, postfix=f"loss {sum(recent) / len(recent):.4f}")
             callbacks.fire("on_step_end", state, {"loss": losses[-1], "lr": scheduler.get_last_lr()[0]})
+            if not self.estimated:
+                self.estimate_time()
             if self.evaluates_now():
                 with self.clock_stopped():
                     self.evaluate_and_select()
@@ -523,6 +578,17 @@ class Run:
         weight = out.loss_weight.detach().to(torch.float64)
         total = self.accelerator.reduce(weight, reduction="sum")
         return loss * (weight * n / total.clamp(min=1)).to(loss.dtype)
+
+    def estimate_time(self) -> None:
+        """Once, after this process's first 10 steps (or 20 seconds): how long the rest of training will take."""
+        state = self.state
+        steps = state.global_step - self.first_step
+        seconds = state.train_seconds + time.perf_counter() - self.tick - self.first_seconds
+        if steps >= 10 or (steps and seconds >= 20):
+            self.estimated = True
+            left = (state.max_steps - state.global_step) * seconds / steps
+            console.info(f"Estimated training time left: {console.duration(left)} ({seconds / steps:.2f} s a step "
+                         f"over the first {steps}), evaluations aside")
 
     def finished(self) -> bool:
         return self.state.should_stop or self.state.global_step >= self.state.max_steps
@@ -638,11 +704,16 @@ class Run:
                                                                 plugins=plugins, status=status, extra=extra))
 
 
-def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = False, resume: bool = False) -> RunResult:
-    """Train as the task says, evaluate, and save the run directory."""
-    recipe = Run(resolved, manager, overwrite=overwrite, resume=resume)
+def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = False, resume: bool = False,
+        dry_run: bool = False) -> RunResult | None:
+    """Train as the task says, evaluate, and save the run directory (``dry_run``: set up, time one batch, return
+    None)."""
+    recipe = Run(resolved, manager, overwrite=overwrite, resume=resume, dry_run=dry_run)
     try:
         recipe.setup()
+        if dry_run:
+            recipe.dry_step()
+            return None
         recipe.train()
         return recipe.save()
     finally:
@@ -652,6 +723,10 @@ def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = Fal
 # What a checkpoint brings back into the state (the rest comes from the task file).
 RESUMED_FIELDS = ("epoch", "epoch_batches", "global_step", "best_metric", "best_step", "best_epoch", "best_metrics",
                   "should_stop", "samples", "train_seconds")
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n:,}"
 
 
 def trainable_at_any_epoch(freezer: Any, model: torch.nn.Module, epochs: int) -> None:

@@ -1,0 +1,78 @@
+"""What a run says before and while it trains: the plan, a time estimate, --dry-run, and progress as plain lines
+when the output is a log rather than a terminal."""
+
+import json
+import re
+
+from engine import console as engine_console
+from engine.console import LineProgress
+
+
+def test_a_dry_run_prints_the_plan_times_one_batch_and_writes_nothing(tiny_task, run_engine):
+    path = tiny_task(rows=64, training={"epochs": 3, "batch_size": 8}, freeze="backbone")
+    result = run_engine("run", path, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert not (path.parent / "runs").exists()
+    err = " ".join(result.stderr.split())
+    total, trainable = (int(n.replace(",", "")) for n in
+                        re.search(r"model \S+: ([\d,]+) parameters, ([\d,]+) trainable", err).groups())
+    assert trainable == 32 * 2 + 2  # backbone frozen: the linear head alone (hidden 32, two labels)
+    assert total > 10 * trainable
+    assert "data train 64 rows, validation 32 rows" in err
+    assert "training 24 steps (8 per epoch, 3 epoch(s)), batch 8 x 1 process(es)" in err
+    assert re.search(r"device cpu, fp32, \d+ thread", err)
+    assert re.search(r"Dry run: one batch forward and backward in [\d.]+ s", err)
+
+
+def test_a_dry_run_warns_about_what_would_stop_the_run(tiny_task, run_engine):
+    path = tiny_task()
+    assert run_engine("run", path).exit_code == 0
+    result = run_engine("run", path, "--dry-run")
+    assert result.exit_code == 0
+    assert "engine run without --dry-run would stop: output directory" in " ".join(result.stderr.split())
+
+
+def test_a_run_prints_its_plan_and_an_estimate_after_its_first_steps(tiny_task, run_engine):
+    path = tiny_task(rows=96, training={"epochs": 2, "batch_size": 8})  # 24 steps
+    result = run_engine("run", path)
+    assert result.exit_code == 0, result.stderr
+    assert "Plan" in result.stderr
+    assert re.search(r"Estimated training time left: \d+ s \([\d.]+ s a step over the first 10\)", result.stderr)
+
+
+def test_without_a_terminal_progress_is_plain_lines(tiny_task, run_engine, monkeypatch):
+    monkeypatch.setenv("ENGINE_PROGRESS_SECONDS", "0")
+    path = tiny_task(rows=32, training={"epochs": 1, "batch_size": 8})
+    result = run_engine("run", path)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert all(line.strip() for line in lines), "a blank line in the log"
+    assert "\x1b" not in result.stderr and "\r" not in result.stderr  # no terminal control
+    progress = [line for line in lines if line.startswith("epoch 1/1: ")]
+    assert progress and progress[-1].startswith("epoch 1/1: 32/32 rows")
+    assert [int(re.match(r"epoch 1/1: (\d+)/", line)[1]) for line in progress] == sorted(
+        int(re.match(r"epoch 1/1: (\d+)/", line)[1]) for line in progress)
+    assert any(re.search(r"rows/s, eta \d+ s, loss [\d.]+$", line) for line in progress)
+    metrics = json.loads((path.parent / "runs/tiny/metrics.json").read_text())
+    assert "accuracy" in metrics["validation"]
+
+
+def test_line_progress_prints_every_interval_and_the_end_once(capsys, monkeypatch):
+    monkeypatch.setattr(engine_console.console, "quiet", False)
+    with LineProgress(every=3600) as bar:  # an hour: nothing in between, one line at the end
+        job = bar.add_task("train", total=10, unit="rows", postfix="loss 0.5")
+        for _ in range(10):
+            bar.advance(job, 1)
+    [line] = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(r"train: 10/10 rows, [\d,.]+ rows/s, loss 0\.5", line)
+
+    with LineProgress(every=0) as bar:  # every update, and the end not again
+        job = bar.add_task("evaluate", total=3, unit="rows", postfix="")
+        for _ in range(3):
+            bar.advance(job, 1)
+    assert [line.split(",")[0] for line in capsys.readouterr().err.splitlines()] == [
+        "evaluate: 1/3 rows", "evaluate: 2/3 rows", "evaluate: 3/3 rows"]
+
+    with LineProgress(every=3600, transient=True) as bar:  # a transient bar leaves no line
+        bar.advance(bar.add_task("predict", total=2, unit="rows", postfix=""), 2)
+    assert capsys.readouterr().err == ""
