@@ -402,6 +402,8 @@ def check_monitors(training: TrainingConfig, callbacks: list[Choice], metrics: l
             mode = getattr(choice.options, "mode", "auto")
             watched.append((f"callbacks.{i}.monitor", monitor, f"callbacks.{i}.mode", mode, True))
     has_validation = getattr(data.options, "validation", "") if data is not None else ""
+    if data is not None and getattr(data.options, "validation_split", None):
+        has_validation = "held out"
     directions: dict[str, str] = {}
     for path, monitor, mode_path, mode, chosen in watched:
         split, _, name = monitor.partition(".")

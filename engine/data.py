@@ -17,7 +17,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from engine.errors import DataError
 
@@ -53,6 +53,19 @@ class DataOptions(BaseModel):
     num_proc: int | None = Field(
         None, ge=1, description="Processes that tokenize; default: one per CPU core (at most 8) for large splits."
     )
+    validation_split: float | None = Field(
+        None, gt=0, lt=1, description="Hold out this share of the training rows as validation data (seeded by "
+        "training.seed), for data without a validation file."
+    )
+
+    @field_validator("validation_split")
+    @classmethod
+    def _one_validation(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("validation"):
+            raise ValueError("data.validation names a validation file already; set one of the two")
+        if value is not None and info.data.get("streaming"):
+            raise ValueError("a streamed training file cannot be split; give a validation file instead")
+        return value
 
     def files(self) -> dict[str, str]:
         return {name: value for name in SPLITS if (value := getattr(self, name))}
@@ -60,7 +73,7 @@ class DataOptions(BaseModel):
 
 # Options that say which files and how to deliver their rows, not what the rows are: not part of a cache key, and
 # not carried over when `engine predict` reads its input the way the training data was read.
-DELIVERY = {*SPLITS, "streaming", "fit_rows", "num_proc"}
+DELIVERY = {*SPLITS, "streaming", "fit_rows", "num_proc", "validation_split"}
 
 
 class Split:
@@ -299,3 +312,25 @@ def stream_rows(source: str, rows: Callable[[], Iterable[dict[str, Any]]]) -> da
 def resolve_path(value: str, base_dir: Path) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base_dir / path
+
+
+def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """``split`` cut in two at random (seeded): the rest, and ``fraction`` of its rows (at least one) as the
+    validation split. Rows keep their order and their lines."""
+    import numpy as np
+
+    n = len(split)
+    count = max(1, round(n * fraction))
+    if count >= n:
+        raise DataError(f"data.validation_split={fraction} of {n} row(s) leaves none to train on", split.source)
+    order = np.random.default_rng(seed).permutation(n)
+    held, kept = np.sort(order[:count]), np.sort(order[count:])
+
+    def part(name: str, indices: Any) -> Split:
+        from engine import cache
+
+        fingerprint = (None if split.fingerprint is None
+                       else cache.fingerprint("held_out", split.fingerprint, name, fraction, seed))
+        return Split(name, split.data.select(indices), split.source, split.info, fingerprint=fingerprint)
+
+    return part("train", kept), part("validation", held)

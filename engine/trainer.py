@@ -20,7 +20,7 @@ from engine import console
 from engine.callbacks import CallbackList, TrainerState
 from engine.checkpoints import checkpoint_dir, clean_partial, latest_checkpoint, read_trainer_state, save_checkpoint
 from engine.config import ResolvedTask
-from engine.data import DataOptions, Split
+from engine.data import DataOptions, Split, hold_out
 from engine.errors import ConfigError, ConfigIssue, EngineError, RunDirError
 from engine.features import augment, encode_split, feature_key, lengths, predictions_of, row_starts, starts_of, take
 from engine.head import HeadOutput
@@ -318,6 +318,9 @@ class Run:
         # A stream is fitted on its first rows; what they miss (a label seen later) fails as it is read, with its line.
         fit_rows = getattr(resolved.data.options, "fit_rows", DataOptions.model_fields["fit_rows"].default)
         self.task.fit(train.head(fit_rows) if train.streaming else train)
+        fraction = getattr(resolved.data.options, "validation_split", None)
+        if fraction:  # after fit: a label seen only in the held-out rows is still one the task knows
+            self.splits["train"], self.splits["validation"] = hold_out(train, fraction, training.seed)
         for name, split in self.splits.items():
             if name != "train":
                 self.task.check(split)

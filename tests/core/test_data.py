@@ -246,3 +246,37 @@ def test_augmentation_over_an_arrow_split_is_seeded_per_chunk_cached_and_the_sam
     stream = split.with_rows(stream_rows(split.source, lambda: iter(split.rows)))
     streamed = augment(stream, swap, [], seed=1)
     assert list(streamed.rows) == list(first.rows)
+
+
+def test_hold_out_cuts_a_seeded_disjoint_validation_split_keeping_lines():
+    from engine.data import hold_out
+
+    split = Split("train", [{LINE: i + 2, "text": f"t{i}", "label": "a"} for i in range(100)], "train.tsv",
+                  fingerprint="f")
+    train, validation = hold_out(split, 0.1, seed=3)
+    lines = [line for _, line in train.values("text")], [line for _, line in validation.values("text")]
+    assert (len(lines[0]), len(lines[1])) == (90, 10)
+    assert sorted(lines[0] + lines[1]) == list(range(2, 102)) and lines[0] == sorted(lines[0])
+    again = hold_out(split, 0.1, seed=3)[1]
+    assert [line for _, line in again.values("text")] == lines[1]  # seeded
+    assert [line for _, line in hold_out(split, 0.1, seed=4)[1].values("text")] != lines[1]
+    assert validation.name == "validation" and validation.fingerprint not in (None, "f", train.fingerprint)
+    with pytest.raises(DataError, match="leaves none to train on"):
+        hold_out(Split("train", [{LINE: 2, "text": "x"}], "one.tsv"), 0.5, seed=0)
+
+
+def test_validation_split_holds_out_training_rows_for_validation(tiny_task, run_engine):
+    path = tiny_task(rows=64, data={"train": "train.tsv", "validation_split": 0.25},
+                     training={"epochs": 1, "batch_size": 8, "monitor": "validation.accuracy"})
+    result = run_engine("run", path)
+    assert result.exit_code == 0, result.stderr
+    assert "data train 48 rows, validation 16 rows" in " ".join(result.stderr.split())
+    metrics = json.loads((path.parent / "runs/tiny/metrics.json").read_text())
+    assert "accuracy" in metrics["validation"]
+
+
+def test_validation_split_and_a_validation_file_are_one_too_many(tiny_task, run_engine):
+    path = tiny_task(data={"train": "train.tsv", "validation": "validation.tsv", "validation_split": 0.1})
+    result = run_engine("validate", path)
+    assert result.exit_code == 2
+    assert "data.validation_split: " in result.stderr and "set one of the two" in result.stderr
