@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_flags(p, "input")
 
     p = commands.add_parser("evaluate", help="score a trained model on labelled data")
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, help="a run directory (or its model/ folder)")
     p.add_argument("--data", "-d", type=Path, required=True, help="labelled data in the training format")
     p.add_argument("--output", "-o", type=Path, help="write the metrics as JSON here too")
     _model_flags(p, "file")

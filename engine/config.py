@@ -38,22 +38,24 @@ class ModelConfig(Section):
 class TrainingConfig(Section):
     """The loop."""
 
-    epochs: int = Field(3, ge=1)
+    epochs: int = Field(3, ge=1, description="Passes over the training data.")
     max_steps: int | None = Field(
         None, ge=1, description="Stop after this many optimizer steps, whatever the epochs (the schedule spans them)."
     )
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="Training rows per batch and process.")
     eval_batch_size: int | None = Field(None, ge=1, description="Default: twice batch_size.")
-    gradient_accumulation_steps: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="Batches whose gradients add up to one optimizer step.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm; null to turn off.")
-    seed: int = 13
+    seed: int = Field(13, description="Seeds the model's new weights, the batches, dropout and data splits.")
     eval_steps: int | None = Field(None, ge=1, description="Also evaluate every N optimizer steps.")
     monitor: str | None = Field(
         None, description="Metric that selects the best model, e.g. 'validation.accuracy'; default: the task's."
     )
     mode: Literal["auto", "max", "min"] = Field("auto", description="Whether the monitor improves up or down.")
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field(
+        "no", description="Autocast precision (Accelerate's); 'no' trains in fp32.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice.")
     save_steps: int | None = Field(
         None, ge=1, description="Also checkpoint every N optimizer steps (for --resume); every epoch end always is."

@@ -19,7 +19,8 @@ class EarlyStoppingOptions(BaseModel):
         None, description="Metric to watch, e.g. 'validation.accuracy'; default: training.monitor.")
     patience: int = Field(2, ge=1, description="Evaluations without improvement before stopping.")
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
-    mode: Literal["auto", "max", "min"] = "auto"
+    mode: Literal["auto", "max", "min"] = Field(
+        "auto", description="Whether the monitor improves up or down; auto: as its metric declares.")
 
 
 class EarlyStopping(Callback):

@@ -49,7 +49,7 @@ class TableOptions(ColumnOptions):
 
 
 class CsvOptions(TableOptions):
-    delimiter: str = Field(",", min_length=1, max_length=1)
+    delimiter: str = Field(",", min_length=1, max_length=1, description="The one character between fields.")
 
 
 class JsonlOptions(ColumnOptions):

@@ -20,18 +20,18 @@ class AdamWOptions(BaseModel):
     weight_decay: float = Field(0.01, ge=0, description="Applied to weight matrices only, never to biases or norms.")
     layer_decay: float | None = Field(None, gt=0, le=1, description="Layer-wise decay: each layer below the top "
                                       "gets lr times this, once more per layer.")
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam's decay rates of the moment estimates.")
+    eps: float = Field(1e-8, gt=0, description="Added to the denominator, for numerical stability.")
 
 
 class SgdOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lr: float = Field(1e-2, gt=0)
-    head_lr: float | None = Field(None, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    layer_decay: float | None = Field(None, gt=0, le=1)
-    momentum: float = Field(0.9, ge=0)
+    lr: float = Field(1e-2, gt=0, description="Learning rate of the encoder.")
+    head_lr: float | None = Field(None, gt=0, description="Learning rate of the head; default: lr.")
+    weight_decay: float = Field(0.0, ge=0, description="Applied to weight matrices only, never to biases or norms.")
+    layer_decay: float | None = Field(None, gt=0, le=1, description="Layer-wise decay, as adamw's.")
+    momentum: float = Field(0.9, ge=0, description="Momentum factor.")
 
 
 def layer_of(name: str, num_layers: int) -> int:

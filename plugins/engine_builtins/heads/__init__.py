@@ -25,8 +25,9 @@ class LinearOptions(BaseModel):
 
 class MlpOptions(LinearOptions):
     hidden_size: int | None = Field(None, ge=1, description="Width of the hidden layer; default: the encoder's.")
-    activation: Literal["gelu", "relu", "tanh"] = "gelu"
-    pooling: Literal["pooler", "cls", "mean"] = "mean"
+    activation: Literal["gelu", "relu", "tanh"] = Field("gelu", description="Activation of the hidden layer.")
+    pooling: Literal["pooler", "cls", "mean"] = Field(
+        "mean", description="Sequence level: the encoder's pooler, the first token's state, or the mean over tokens.")
 
 
 def build_linear(options: LinearOptions, spec: Any) -> Any:
