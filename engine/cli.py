@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load the data and model, print the plan, time one batch forward and backward; train and "
                    "write nothing")
 
+    p = commands.add_parser("init", help="write a starter task file for a data file, saying what it found")
+    p.add_argument("data_file", type=Path, help="training data: .tsv, .csv, .jsonl or .conll")
+    p.add_argument("--task", help="the task type (default: chosen from the labels)")
+    p.add_argument("--output", "-o", type=Path, default=Path("task.json"), help="where to write the task file")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+
     p = commands.add_parser("validate", help="check a task file without loading any model")
     _task_flags(p)
 
@@ -131,6 +137,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.metrics:
         console.metrics_table(result.metrics)
     console.info(f"Saved to [bold]{result.run_dir}[/] (model: {result.run_dir / 'model'})")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from engine import console
+    from engine.starter import starter, summary
+
+    if args.output.exists() and not args.force:
+        raise EngineError(f"{args.output} exists; pass --force to replace it, or --output another path")
+    config, found = starter(args.data_file, args.output, args.task)
+    args.output.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    for line in summary(found):
+        console.console.print(line, markup=False)
+    console.info(f"Wrote {args.output}. Check it with: engine validate {args.output}; train with: engine run "
+                 f"{args.output} (every key: docs/reference.md)")
     return 0
 
 
@@ -263,8 +284,8 @@ def _size(n: float) -> str:
     return f"{n:.1f} {unit}"
 
 
-COMMANDS = {"cache": cmd_cache, "run": cmd_run, "validate": cmd_validate, "schema": cmd_schema, "predict": cmd_predict,
-            "evaluate": cmd_evaluate, "plugins": cmd_plugins}
+COMMANDS = {"cache": cmd_cache, "init": cmd_init, "run": cmd_run, "validate": cmd_validate, "schema": cmd_schema,
+            "predict": cmd_predict, "evaluate": cmd_evaluate, "plugins": cmd_plugins}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
