@@ -1,4 +1,6 @@
-"""`engine`: run, validate, schema, predict, evaluate, plugins, cache. Heavy imports wait until a command needs them."""
+"""`engine`: run, init, validate, schema, predict, evaluate, report, compare, plugins, cache.
+
+Heavy imports wait until a command needs them."""
 
 from __future__ import annotations
 
@@ -77,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", "-d", type=Path, required=True, help="labelled data in the training format")
     p.add_argument("--output", "-o", type=Path, help="write the metrics as JSON here too")
     _model_flags(p, "file")
+
+    p = commands.add_parser("report", help="write a run's report again (RUN_DIR/report/index.html), also for a run "
+                            "that was killed")
+    p.add_argument("run_dir", type=Path, help="a run directory")
+    p.add_argument("--trust-plugins", action="store_true",
+                   help="import the plugin modules the run's task file named, from where the run recorded them, for "
+                        "the task's own sections")
+    _plugin_flags(p)
+
+    p = commands.add_parser("compare", help="compare runs: one table of their differing settings and metrics, one plot")
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run directories (two or more)")
+    p.add_argument("--output", "-o", type=Path, default=Path("comparison"),
+                   help="folder for index.html, comparison.png and comparison.csv (default: ./comparison)")
 
     p = commands.add_parser("plugins", help="list plugins, their versions, sources and hooks")
     p.add_argument("task_file", type=Path, nargs="?", help="also load the plugin modules this task file names")
@@ -202,11 +217,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(issues, task_json)
     result = run_inference(loaded, split, args.batch_size, labelled=True, description="evaluate")
     metrics = [c.build(loaded.task) for c in choices if c]
-    values = compute_metrics(loaded.task, metrics, split, result.features, result.outputs, result.loss)
+    values = compute_metrics(loaded.task, metrics, split, result.features, result.outputs, result.loss).values
     if result.is_main_process:
         console.metrics_table({args.data.name: values})
         if args.output:
             write_json(args.output, values)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from engine import console
+    from engine.report import check_run_dir, task_of_run, write_report
+
+    check_run_dir(args.run_dir)
+    task, note = task_of_run(args.run_dir, _manager(args), trust_plugins=args.trust_plugins)
+    if note:
+        console.warn(note)
+    console.info(f"Report: {write_report(args.run_dir, task, note=note)}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from engine import console
+    from engine.compare import compare
+
+    table = compare(args.run_dirs, args.output)
+    console.console.print(table)
+    console.info(f"Comparison: {args.output / 'index.html'} (plot: {args.output / 'comparison.png'}, table: "
+                 f"{args.output / 'comparison.csv'})")
     return 0
 
 
@@ -285,7 +323,8 @@ def _size(n: float) -> str:
 
 
 COMMANDS = {"cache": cmd_cache, "init": cmd_init, "run": cmd_run, "validate": cmd_validate, "schema": cmd_schema,
-            "predict": cmd_predict, "evaluate": cmd_evaluate, "plugins": cmd_plugins}
+            "predict": cmd_predict, "evaluate": cmd_evaluate, "report": cmd_report, "compare": cmd_compare,
+            "plugins": cmd_plugins}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.errors import ConfigError, ConfigIssue, did_you_mean
 from engine.registry import KINDS, Component, Registry
@@ -33,6 +33,14 @@ class ModelConfig(Section):
         None, ge=8, le=8192, description="Longest input in tokens; default: the model's limit, at most 512."
     )
     revision: str | None = Field(None, description="Hub revision, for hub ids.")
+
+
+# Accelerate's trackers (accelerate.tracking), each with the modules any one of which it can work with.
+TRACKERS = {
+    "tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",),
+    "comet_ml": ("comet_ml",), "aim": ("aim",), "clearml": ("clearml",), "dvclive": ("dvclive",),
+    "trackio": ("trackio",), "swanlab": ("swanlab",),
+}
 
 
 class TrainingConfig(Section):
@@ -66,6 +74,25 @@ class TrainingConfig(Section):
         True, description="Several processes: let DDP skip parameters a step leaves unused (a pooler the head does "
         "not read, layers frozen this epoch). Off saves a little time where every trainable parameter is always used."
     )
+    report_to: list[str] = Field(
+        [], description="Experiment trackers to log to, through Accelerate: " + ", ".join(f"'{t}'" for t in TRACKERS)
+        + ". Each logs the training loss, the learning rate, every evaluation and the resolved task file; "
+        "TensorBoard's event files go to RUN_DIR/tensorboard/.")
+    report: bool = Field(True, description="Write RUN_DIR/report/index.html (plots and tables) when the run ends.")
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, value: list[str]) -> list[str]:
+        import importlib.util
+
+        for name in value:
+            if name not in TRACKERS:
+                raise ValueError(f"unknown tracker {name!r}{did_you_mean(name, list(TRACKERS))}; expected one of: "
+                                 + ", ".join(TRACKERS))
+            if not any(importlib.util.find_spec(module) for module in TRACKERS[name]):
+                raise ValueError(f"tracker {name!r} needs the {TRACKERS[name][0]} package, which is not installed "
+                                 f"(pip install {TRACKERS[name][0]})")
+        return list(dict.fromkeys(value))
 
 
 class TaskFile(Section):
@@ -101,6 +128,14 @@ class Choice:
     def build(self, *args: Any, **kwargs: Any) -> Any:
         return self.component.build(self.options, *args, **kwargs)
 
+    @property
+    def filled(self) -> dict[str, Any]:
+        """The section as written, with every option's default filled in (how task.json records it)."""
+        if self.options is None:
+            return dict(self.raw)
+        defaults = self.options.model_dump(mode="json")
+        return {**self.raw, **{k: v for k, v in defaults.items() if k not in self.raw}}
+
 
 @dataclass
 class ResolvedTask:
@@ -129,17 +164,17 @@ class ResolvedTask:
     def to_dict(self) -> dict[str, Any]:
         """The task file as run: every default filled in, loadable by ``engine run`` again."""
         return {
-            "task": self.task.raw,
+            "task": self.task.filled,
             "model": self.model.model_dump(),
-            "data": self.data.raw,
-            "augment": [c.raw for c in self.augment],
-            "head": self.head.raw,
-            "freeze": self.freeze.raw,
-            "optimizer": self.optimizer.raw,
-            "scheduler": self.scheduler.raw,
+            "data": self.data.filled,
+            "augment": [c.filled for c in self.augment],
+            "head": self.head.filled,
+            "freeze": self.freeze.filled,
+            "optimizer": self.optimizer.filled,
+            "scheduler": self.scheduler.filled,
             "training": self.training.model_dump(),
-            "metrics": [c.raw for c in self.metrics],
-            "callbacks": [c.raw for c in self.callbacks],
+            "metrics": [c.filled for c in self.metrics],
+            "callbacks": [c.filled for c in self.callbacks],
             "output_dir": str(self.output_dir),
             "plugins": self.plugins,
         }

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from engine.data import Split
     from engine.head import HeadOutput, HeadSpec
+    from engine.report import Report
 
 
 class Task:
@@ -94,6 +95,18 @@ class Task:
     def format_prediction(self, row: dict[str, Any], prediction: Any) -> dict[str, Any]:
         """The JSON object ``engine predict`` writes for one row: by default its texts and the prediction."""
         return {**{k: row[k] for k in ("text", "text_pair") if k in row}, "prediction": prediction}
+
+    # --- the run report ------------------------------------------------------------------------------------------
+
+    def report(self, report: Report, split: str, predictions: list[Any], references: list[Any]) -> None:
+        """Add this task's sections to the run report (RUN_DIR/report/index.html), once per scored split.
+
+        ``split`` names the split for titles (``"validation (the best model's predictions, 872 rows)"``);
+        ``predictions`` and ``references`` are what ``predictions`` and ``references`` returned, one per row, as
+        read back from RUN_DIR/predictions/ (JSON: tuples come back as lists). Add with
+        ``report.section(title)``, then ``.text(...)``, ``.table(header, rows)`` and ``.figure(name, caption)``, a
+        matplotlib figure to draw on. Called on a task built from the run's options (and ``load_state_dict`` when the
+        model was saved), never fitted again: read what you need from the predictions. Default: no sections."""
 
     # --- saving --------------------------------------------------------------------------------------------------
 

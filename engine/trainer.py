@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import shutil
@@ -27,6 +28,7 @@ from engine.head import HeadOutput
 from engine.model import EngineModel, default_max_length, load_pretrained, save_model
 from engine.plugins import PluginManager
 from engine.run import RunLock, check_run_dir, manifest, prepare_run_dir, replace_dir, write_json
+from engine.trackers import flat_config, trackers
 
 T = TypeVar("T")
 
@@ -223,8 +225,17 @@ def infer(model: torch.nn.Module, features: Any, task: Any, tokenizer: Any, batc
     return outputs, (totals[0] / totals[1] if totals[1] else None)
 
 
+@dataclass
+class Scores:
+    """One split scored: its metrics, and the predictions and references they came from (one per row)."""
+
+    values: dict[str, float]
+    predictions: list[Any]
+    references: list[Any]
+
+
 def compute_metrics(task: Any, metrics: list[Any], split: Split, features: Any,
-                    outputs: list[Any], loss: float | None) -> dict[str, float]:
+                    outputs: list[Any], loss: float | None) -> Scores:
     predictions = predictions_of(task, split, features, outputs)
     references = task.references(split)
     values: dict[str, float] = {}
@@ -232,7 +243,20 @@ def compute_metrics(task: Any, metrics: list[Any], split: Split, features: Any,
         values["loss"] = loss
     for metric in metrics:
         values.update(metric(predictions, references))
-    return values
+    return Scores(values, predictions, references)
+
+
+def write_predictions(path: Path, split: Split, scores: Scores) -> None:
+    """RUN_DIR/predictions/SPLIT.jsonl: per row, its line in the data file, the prediction and the reference (what
+    the run report reads), written whole or not at all."""
+    lines = (row[-1] for row in split.values())
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tmp.open("w", encoding="utf-8") as f:
+        for line, prediction, reference in zip(lines, scores.predictions, scores.references):
+            f.write(json.dumps({"line": line, "prediction": prediction, "reference": reference},
+                               ensure_ascii=False, default=str) + "\n")
+    tmp.replace(path)
 
 
 # --- the run -----------------------------------------------------------------------------------------------------
@@ -284,10 +308,12 @@ class Run:
         # a graph walk per step (measured in bench/ddp_unused_parameters.py) and makes every head and freezing
         # schedule safe. Frozen parameters are left out of DDP altogether (see ``trainable_at_any_epoch``).
         ddp = DistributedDataParallelKwargs(find_unused_parameters=self.training.find_unused_parameters)
-        self.accelerator = Accelerator(gradient_accumulation_steps=self.training.gradient_accumulation_steps,
-                                       mixed_precision=self.training.mixed_precision, kwargs_handlers=[ddp])
-        self.main = self.accelerator.is_main_process
         self.run_dir = resolved.output_dir
+        self.accelerator = Accelerator(gradient_accumulation_steps=self.training.gradient_accumulation_steps,
+                                       mixed_precision=self.training.mixed_precision, kwargs_handlers=[ddp],
+                                       log_with=trackers(self.training.report_to, self.run_dir) or None,
+                                       project_dir=self.run_dir if self.training.report_to else None)
+        self.main = self.accelerator.is_main_process
         self.task = resolved.task_object
         self.lock = RunLock(self.run_dir)
 
@@ -409,6 +435,8 @@ class Run:
         elif self.main:
             write_json(self.run_dir / "task.json", resolved.to_dict())
         self.write_manifest("running")
+        if self.training.report_to:
+            self.accelerator.init_trackers(self.run_dir.name, config=flat_config(resolved.to_dict()))
         self.last_save = time.monotonic()
 
     def print_plan(self, model: torch.nn.Module) -> None:
@@ -544,7 +572,10 @@ class Run:
             evaluated = False
             recent = losses[-50:]
             bar.update(job, postfix=f"loss {sum(recent) / len(recent):.4f}")
-            callbacks.fire("on_step_end", state, {"loss": losses[-1], "lr": scheduler.get_last_lr()[0]})
+            logs = {"loss": losses[-1], "lr": scheduler.get_last_lr()[0]}
+            callbacks.fire("on_step_end", state, logs)
+            if self.training.report_to:
+                accelerator.log({f"train/{k}": v for k, v in logs.items()}, step=state.global_step)
             if not self.estimated:
                 self.estimate_time()
             if self.evaluates_now():
@@ -631,27 +662,36 @@ class Run:
         save_checkpoint(self.accelerator, self.run_dir, self.state.global_step, state, self.training.save_total_limit)
         self.last_save = time.monotonic()
 
-    def evaluate(self, split: str) -> dict[str, float]:
+    def evaluate(self, split: str) -> Scores:
         batch_size = self.training.eval_batch_size or self.training.batch_size * 2
         outputs, loss = infer(self.model, self.features[split], self.task, self.tokenizer, batch_size,
                               self.accelerator, f"eval {split}")
         self.model.train()
         return compute_metrics(self.task, self.metrics, self.splits[split], self.features[split], outputs, loss)
 
+    def save_predictions(self, split: str, scores: Scores) -> None:
+        if self.main:
+            write_predictions(self.run_dir / "predictions" / f"{split}.jsonl", self.splits[split], scores)
+
     def evaluate_and_select(self) -> None:
         """Score the validation split; keep the weights when the monitored metric improves."""
         if "validation" not in self.splits:
             return
         state, monitor = self.state, self.state.monitor
-        values = {f"validation.{k}": v for k, v in self.evaluate("validation").items()}
+        scores = self.evaluate("validation")
+        values = {f"validation.{k}": v for k, v in scores.values.items()}
         if monitor is not None and monitor not in values:
             raise EngineError(f"training.monitor: {monitor!r} is not among the computed metrics: {', '.join(values)}")
+        if monitor is None or state.improved(values[monitor]):  # the best model's predictions: the report's
+            self.save_predictions("validation", scores)
         if monitor is not None and state.improved(values[monitor]):
             state.best_metric, state.best_step, state.best_epoch = values[monitor], state.global_step, state.epoch + 1
             state.best_metrics = values
             if self.main:
                 save_weights(self.unwrapped, checkpoint_dir(self.run_dir) / "best.safetensors")
         self.callbacks.fire("on_evaluate", state, values)
+        if self.training.report_to:
+            self.accelerator.log({k.replace(".", "/", 1): v for k, v in values.items()}, step=state.global_step)
         summary = ", ".join(f"{k.split('.', 1)[1]} {v:.4f}" for k, v in values.items())
         console.info(f"epoch {state.epoch + 1} step {state.global_step}: validation {summary}")
 
@@ -666,10 +706,16 @@ class Run:
             load_weights(self.unwrapped, best)
         results: dict[str, dict[str, float]] = {}
         if "validation" in self.splits:
-            results["validation"] = ({k.split(".", 1)[1]: v for k, v in state.best_metrics.items()}
-                                     if state.best_metrics else self.evaluate("validation"))
+            if state.best_metrics:  # its predictions were saved when it was reached
+                results["validation"] = {k.split(".", 1)[1]: v for k, v in state.best_metrics.items()}
+            else:
+                scores = self.evaluate("validation")
+                results["validation"] = scores.values
+                self.save_predictions("validation", scores)
         if "test" in self.splits:
-            results["test"] = self.evaluate("test")
+            scores = self.evaluate("test")
+            results["test"] = scores.values
+            self.save_predictions("test", scores)
         hf_loadable = False
         if self.main:
             tmp = self.run_dir / "model.tmp"
@@ -695,9 +741,23 @@ class Run:
             "training_time": {"seconds": round(seconds, 3), "samples": state.samples,
                               "samples_per_second": round(state.samples / seconds, 2) if seconds else None},
         })
+        if self.main and self.training.report:
+            self.write_report()
         accelerator.wait_for_everyone()
         accelerator.end_training()
         return RunResult(self.run_dir, results, hf_loadable)
+
+    def write_report(self) -> None:
+        """RUN_DIR/report/: a report that fails to draw costs the run nothing (the model is saved); it says why."""
+        from engine.report import write_report
+
+        try:
+            index = write_report(self.run_dir, self.task)
+        except Exception as exc:
+            console.warn(f"the run report could not be written ({type(exc).__name__}: {exc}); the run itself is "
+                         f"complete. Try again with: engine report {self.run_dir} --debug")
+            return
+        console.info(f"Report: {index}")
 
     def write_manifest(self, status: str, extra: dict[str, Any] | None = None) -> None:
         if self.main:

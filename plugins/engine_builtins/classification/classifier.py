@@ -144,6 +144,11 @@ class ClassificationTask(Task):
         scores = {k: round(v, 6) for k, v in prediction["scores"].items()}
         return {**texts, "label": prediction["label"], "scores": scores}
 
+    def report(self, report: Any, split: str, predictions: list[Any], references: list[Any]) -> None:
+        from engine_builtins.classification.report import classification_report
+
+        classification_report(report, split, predictions, references, self.labels)
+
     # --- saving ------------------------------------------------------------------------------------------------
 
     def hf_config(self) -> dict[str, Any]:

@@ -147,6 +147,11 @@ class RegressionTask(Task):
             return {**texts, "value": round(prediction[0], 6)}
         return {**texts, "values": {name: round(v, 6) for name, v in zip(self.targets, prediction)}}
 
+    def report(self, report: Any, split: str, predictions: list[Any], references: list[Any]) -> None:
+        from engine_builtins.regression.report import regression_report
+
+        regression_report(report, split, predictions, references, self.targets)
+
     # --- saving ------------------------------------------------------------------------------------------------
 
     def hf_config(self) -> dict[str, Any]:

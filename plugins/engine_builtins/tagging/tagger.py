@@ -265,6 +265,11 @@ class TaggingTask(Task):
         out: dict[str, Any] = {"text": text, "tokens": tokens, "tags": prediction["tags"], "entities": found}
         return out
 
+    def report(self, report: Any, split: str, predictions: list[Any], references: list[Any]) -> None:
+        from engine_builtins.tagging.report import tagging_report
+
+        tagging_report(report, split, predictions, references)
+
     # --- saving ------------------------------------------------------------------------------------------------
 
     def hf_config(self) -> dict[str, Any]:
