@@ -151,7 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if result.metrics:
         console.metrics_table(result.metrics)
-    console.info(f"Saved to [bold]{result.run_dir}[/] (model: {result.run_dir / 'model'})")
+    report = f", report: {result.report}" if result.report else ""
+    console.info(f"Saved to [bold]{result.run_dir}[/] (model: {result.run_dir / 'model'}{report})")
     return 0
 
 
@@ -238,11 +239,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from engine import console
     from engine.compare import compare
 
     table = compare(args.run_dirs, args.output)
-    console.console.print(table)
+    Console(highlight=False).print(table)  # the command's output: standard output
     console.info(f"Comparison: {args.output / 'index.html'} (plot: {args.output / 'comparison.png'}, table: "
                  f"{args.output / 'comparison.csv'})")
     return 0

@@ -267,6 +267,7 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, dict[str, float]]
     hf_loadable: bool
+    report: Path | None = None
 
 
 def load_splits(resolved: ResolvedTask) -> dict[str, Split]:
@@ -741,23 +742,21 @@ class Run:
             "training_time": {"seconds": round(seconds, 3), "samples": state.samples,
                               "samples_per_second": round(state.samples / seconds, 2) if seconds else None},
         })
-        if self.main and self.training.report:
-            self.write_report()
+        report = self.write_report() if self.main and self.training.report else None
         accelerator.wait_for_everyone()
         accelerator.end_training()
-        return RunResult(self.run_dir, results, hf_loadable)
+        return RunResult(self.run_dir, results, hf_loadable, report)
 
-    def write_report(self) -> None:
+    def write_report(self) -> Path | None:
         """RUN_DIR/report/: a report that fails to draw costs the run nothing (the model is saved); it says why."""
         from engine.report import write_report
 
         try:
-            index = write_report(self.run_dir, self.task)
+            return write_report(self.run_dir, self.task)
         except Exception as exc:
             console.warn(f"the run report could not be written ({type(exc).__name__}: {exc}); the run itself is "
                          f"complete. Try again with: engine report {self.run_dir} --debug")
-            return
-        console.info(f"Report: {index}")
+            return None
 
     def write_manifest(self, status: str, extra: dict[str, Any] | None = None) -> None:
         if self.main:

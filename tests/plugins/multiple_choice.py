@@ -42,6 +42,10 @@ class MultipleChoice(Task):
     def references(self, split):
         return [str(label) for label, _ in split.values("label")]
 
+    def report(self, report, split, predictions, references):  # a section of its own in RUN_DIR/report/index.html
+        picked = [sum(p["label"] == str(i) for p in predictions) for i in range(self.choices)]
+        report.section(f"Answer positions: {split}").table(["choice", "predicted"], list(enumerate(picked)))
+
     def state_dict(self):
         return {"choices": self.choices}
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from engine.testing import labelled_rows, tsv
@@ -71,3 +72,7 @@ def test_a_multiple_choice_task_trains_with_labels_per_row_and_counts_rows(write
     predicted = run_engine("predict", run, "--input", path.parent / "dev.jsonl")
     assert predicted.exit_code == 0, predicted.stderr
     assert len(predicted.stdout.splitlines()) == 16
+    page = (run / "report" / "index.html").read_text()  # the task's own report section, from its predictions
+    picked = Counter(json.loads(line)["prediction"]["label"] for line in (run / "predictions" / "validation.jsonl").open())
+    assert "Answer positions: validation" in page
+    assert f"<td>1</td><td>{picked['1']}</td>" in page

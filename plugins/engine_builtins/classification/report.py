@@ -40,11 +40,7 @@ def confusion_matrix(section: Any, split: str, labels: list[str], pairs: Counter
     import numpy as np
 
     n = len(labels)
-    index = {name: i for i, name in enumerate(labels)}
-    matrix = np.zeros((n, n), dtype=int)
-    for (true, predicted), count in pairs.items():
-        if true in index and predicted in index:
-            matrix[index[true], index[predicted]] += count
+    matrix = matrix_of(labels, pairs)
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     side = min(3.0 + 0.45 * n, 14.0)
     caption = ("Rows: the true label; columns: the predicted label; colour: the share of the row (recall on the "
@@ -63,3 +59,15 @@ def confusion_matrix(section: Any, split: str, labels: list[str], pairs: Counter
             for j in range(n):
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=9,
                         color="white" if share[i, j] > 0.6 else "black")
+
+
+def matrix_of(labels: list[str], pairs: Counter[tuple[str, str]]) -> Any:
+    """Counts of (true, predicted) label pairs as a matrix: row i the true ``labels[i]``, column j the predicted."""
+    import numpy as np
+
+    index = {name: i for i, name in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    for (true, predicted), count in pairs.items():
+        if true in index and predicted in index:
+            matrix[index[true], index[predicted]] += count
+    return matrix
