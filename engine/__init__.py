@@ -10,6 +10,7 @@ from engine.errors import ConfigError, DataError, EngineError, PluginError
 from engine.head import HeadOutput, HeadSpec
 from engine.hookspecs import hookimpl
 from engine.registry import Augmentation, Metric, Register
+from engine.report import Report
 from engine.task import Task
 
 __version__ = "0.2.0"
@@ -26,6 +27,7 @@ __all__ = [
     "Metric",
     "PluginError",
     "Register",
+    "Report",
     "Split",
     "Task",
     "TrainerState",

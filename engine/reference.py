@@ -98,14 +98,14 @@ def reference(registry: Registry, parser: argparse.ArgumentParser) -> str:
     ]
     for hook, key, _ in COMPONENT_SECTIONS[2:]:
         many = key in ("augment", "metrics", "callbacks")
-        lines.append(f"| `{key}` | {'a list of ' if many else 'the '}{KINDS[hook]}{'s' if many else ''}: "
+        lines.append(f"| `{key}` | {'a list of ' + plural(KINDS[hook]) if many else 'the ' + KINDS[hook]}: "
                      "names, or objects with `name` and options |")
     lines += ["| `training` | the loop (below) |",
               "| `output_dir` | the run directory, relative to the task file's folder |",
               "| `plugins` | plugin modules to import, next to the task file or on the import path |",
               "", "## `model`", "", *fields_table(ModelConfig), "", "## `training`", "", *fields_table(TrainingConfig)]
     for hook, section, key in COMPONENT_SECTIONS:
-        lines += ["", f"## `{section}`: {KINDS[hook]}s"]
+        lines += ["", f"## `{section}`: {plural(KINDS[hook])}"]
         for name, component in sorted(registry.components[hook].items()):
             lines += ["", f"### `{name}`", "", f"{component.description} (plugin `{component.plugin}`)"]
             if hook == "metric" and component.produces:
@@ -125,6 +125,11 @@ def built_in_reference() -> str:
     manager = PluginManager(only=())  # the built-ins alone, whatever else is installed
     manager.load_entry_points()
     return reference(manager.registry(), build_parser())
+
+
+def plural(noun: str) -> str:
+    """``strategy`` -> ``strategies``, ``head`` -> ``heads``."""
+    return noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@
       manifest.json    versions, seed, data fingerprints, plugins, status
       history.jsonl    one line per logged step and evaluation
       metrics.json     {"validation": {...}, "test": {...}} for the splits given
+      predictions/     SPLIT.jsonl: line, prediction and reference per row (validation: the best model's)
+      report/          index.html and its PNG images (engine.report)
+      tensorboard/     event files, with training.report_to ["tensorboard"] (engine.trackers)
       model/           the trained model (written to model.tmp/, then renamed)
       checkpoints/     step-N/ (the newest K, for --resume) and best.safetensors; see engine.checkpoints
       .lock            held by the run in progress, so that a second run on the directory refuses at once
