@@ -21,10 +21,19 @@ def test_example_task_trains_predicts_and_evaluates(tmp_path):
         (tmp_path / name).write_text("".join(lines[: 49 if name == "train.tsv" else 25]), encoding="utf-8")
     shutil.copy(EXAMPLE / "task.json", tmp_path / "task.json")
 
-    result = engine("run", "task.json", "--set", "training.epochs=1", cwd=tmp_path)
+    result = engine("run", "task.json", "--set", "training.epochs=1", "--set", 'training.report_to=["tensorboard"]',
+                    cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "accuracy" in result.stdout
     run_dir = tmp_path / "runs" / "sentiment"
+    # The "must show": a report with a learning curve and a confusion matrix, TensorBoard's loss scalar.
+    report = run_dir / "report"
+    assert {"index.html", "learning_curves.png", "confusion_matrix.png"} <= {p.name for p in report.iterdir()}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert len(events.Scalars("train/loss")) == json.loads((run_dir / "manifest.json").read_text())["steps"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["validation"]["accuracy"] <= 1.0
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -75,6 +75,23 @@ def test_the_guides_section_matches_the_docstring_and_its_example_works(hook, pl
     assert [c.hook for c in declared] == [hook]
 
 
+
+def test_the_guides_report_example_writes_its_section(tmp_path):
+    """The `Task.report` snippet under `task` (fenced `py`: a method, not a plugin) runs and fills its section."""
+    from engine import Report
+
+    _, text = guide_sections()["task"]
+    [snippet] = re.findall(r"```py\n(def report.*?)```", text, re.S)
+    namespace: dict = {}
+    exec(compile(snippet, "docs/plugins.md (Task.report)", "exec"), namespace)
+    report = Report(tmp_path / "report", "run")
+    predictions = [{"label": "1"}, {"label": "1"}, {"label": "3"}]
+    namespace["report"](None, report, "validation", predictions, [{"label": "1"}] * 3)
+    page = report.write().read_text(encoding="utf-8")
+    assert "Answer positions: validation" in page and (tmp_path / "report" / "answer_positions.png").is_file()
+    assert re.search(r"<td>1</td>\s*<td>2</td>", page)  # choice 1 picked twice
+
+
 # --- a run in which every stage comes from a plugin that is not built in -----------------------------------------
 
 
