@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import ConfigError, ConfigIssue, did_you_mean
 from engine.registry import KINDS, Component, Registry
@@ -95,6 +96,37 @@ class TrainingConfig(Section):
         return list(dict.fromkeys(value))
 
 
+#: Options that only LoRA and DoRA take (IA3 scales activations: no rank, no alpha, no dropout).
+LORA_ONLY = ("r", "alpha", "dropout")
+
+
+class AdapterConfig(Section):
+    """Train a small adapter inside the encoder instead of the encoder itself (peft)."""
+
+    name: Literal["lora", "dora", "ia3"] = Field(
+        description="'lora' (low-rank updates), 'dora' (LoRA with weights split into magnitude and direction), "
+        "'ia3' (learned scales of keys, values and feed-forward activations).")
+    r: int = Field(8, ge=1, description="LoRA/DoRA: rank of the update matrices.")
+    alpha: float = Field(16, gt=0, description="LoRA/DoRA: scale of the update (the update is multiplied by "
+                                               "alpha / r).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="LoRA/DoRA: dropout on the adapter's input.")
+    target_modules: list[str] | str | None = Field(
+        None, description="Modules to adapt: names (or name suffixes) of linear layers, a regular expression, or "
+        "'all-linear'. Default: peft's choice for the architecture (BERT: LoRA on query and value; IA3 on key, value "
+        "and the feed-forward output), else every linear layer.")
+    peft: dict[str, Any] = Field(
+        {}, description="Further keyword arguments of peft's config class (LoraConfig, IA3Config), e.g. "
+        "{\"use_rslora\": true}.")
+
+    @model_validator(mode="after")
+    def _options_of_the_method(self) -> AdapterConfig:
+        if self.name == "ia3":
+            given = [key for key in LORA_ONLY if key in self.model_fields_set]
+            if given:
+                raise ValueError(f"IA3 takes no {', '.join(given)} (those are LoRA's); remove them or use 'lora'")
+        return self
+
+
 class TaskFile(Section):
     """The shape of task.json before components are resolved."""
 
@@ -104,6 +136,7 @@ class TaskFile(Section):
     augment: list[Any] = []
     head: Any = None
     freeze: Any = "none"
+    adapter: AdapterConfig | None = None
     optimizer: Any = "adamw"
     scheduler: Any = "linear"
     training: TrainingConfig = TrainingConfig()
@@ -111,6 +144,11 @@ class TaskFile(Section):
     callbacks: list[Any] = []
     output_dir: str | None = None
     plugins: list[str] = []
+
+    @field_validator("adapter", mode="before")
+    @classmethod
+    def _adapter_by_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
 
 @dataclass
@@ -160,6 +198,8 @@ class ResolvedTask:
     plugins: list[str] = field(default_factory=list)
     #: Whether each monitored value (``training.monitor``, callbacks' monitors) improves up ("max") or down ("min").
     directions: dict[str, str] = field(default_factory=dict)
+    #: The ``adapter`` section (peft), or None: the encoder trains as the freezing strategy says.
+    adapter: AdapterConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The task file as run: every default filled in, loadable by ``engine run`` again."""
@@ -170,6 +210,7 @@ class ResolvedTask:
             "augment": [c.filled for c in self.augment],
             "head": self.head.filled,
             "freeze": self.freeze.filled,
+            "adapter": self.adapter.model_dump() if self.adapter else None,
             "optimizer": self.optimizer.filled,
             "scheduler": self.scheduler.filled,
             "training": self.training.model_dump(),
@@ -272,7 +313,8 @@ def _fields_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]
             return []
         info = model.model_fields.get(str(part))
         annotation = getattr(info, "annotation", None)
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        candidates = [annotation, *typing.get_args(annotation)]  # a section that may be null: `X | None`
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
     return list(model.model_fields) if model else []
 
 
@@ -423,6 +465,7 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
         data=data_choice, augment=[c for c in augment if c], head=head, freeze=freeze, optimizer=optimizer,
         scheduler=scheduler, training=shape.training, metrics=[c for c in metrics if c],
         callbacks=[c for c in callbacks if c], output_dir=output_dir, plugins=shape.plugins, directions=directions,
+        adapter=shape.adapter,
     )
 
 

@@ -30,7 +30,7 @@ class LoadedModel:
 
 
 def model_dir_of(path: Path) -> Path:
-    """A run directory or its model/ folder, either way."""
+    """A run directory or its model/ folder (or its adapter/ folder, when the run trained an adapter)."""
     if (path / "model" / "engine.json").is_file():
         return path / "model"
     if (path / "engine.json").is_file():
@@ -158,7 +158,7 @@ def load_model(path: Path, manager: PluginManager, *, trust_plugins: bool = Fals
             data_choice = None  # an input file can still name its own format
     task = task_choice.build()
     task.load_state_dict(meta.get("task_state", {}))
-    tokenizer, backbone = load_backbone(directory)
+    tokenizer, backbone = load_backbone(directory, meta)
     config: Any = backbone.config
     head = head_choice.build(task.head_spec(config.hidden_size))
     load_head_weights(head, directory)

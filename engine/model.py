@@ -176,8 +176,13 @@ def read_engine_file(directory: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_backbone(directory: Path) -> tuple[Any, nn.Module]:
-    """The tokenizer and encoder of a saved model, whether or not its checkpoint carries a transformers head."""
+def load_backbone(directory: Path, meta: dict[str, Any] | None = None) -> tuple[Any, nn.Module]:
+    """The tokenizer and encoder of a saved model, whether or not its checkpoint carries a transformers head; for a
+    saved adapter (RUN_DIR/adapter/), the base model it names with the adapter merged in."""
+    if meta is not None and meta.get("adapter"):
+        from engine.adapters import load_adapted_backbone
+
+        return load_adapted_backbone(directory, meta)
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from engine.config import ModelConfig, TrainingConfig
+from engine.config import AdapterConfig, ModelConfig, TrainingConfig
 from engine.registry import KINDS, Registry
 
 # Sections of task.json that name components, in the order a task file reads, and the key naming the component.
@@ -100,10 +100,13 @@ def reference(registry: Registry, parser: argparse.ArgumentParser) -> str:
         many = key in ("augment", "metrics", "callbacks")
         lines.append(f"| `{key}` | {'a list of ' + plural(KINDS[hook]) if many else 'the ' + KINDS[hook]}: "
                      "names, or objects with `name` and options |")
-    lines += ["| `training` | the loop (below) |",
+    lines += ["| `adapter` | a small adapter (LoRA, DoRA, IA3) trained inside a frozen encoder, through peft (below); "
+              "default: none, the encoder trains as `freeze` says |",
+              "| `training` | the loop (below) |",
               "| `output_dir` | the run directory, relative to the task file's folder |",
               "| `plugins` | plugin modules to import, next to the task file or on the import path |",
-              "", "## `model`", "", *fields_table(ModelConfig), "", "## `training`", "", *fields_table(TrainingConfig)]
+              "", "## `model`", "", *fields_table(ModelConfig), "", "## `training`", "", *fields_table(TrainingConfig),
+              "", "## `adapter`", "", AdapterConfig.__doc__ or "", "", *fields_table(AdapterConfig)]
     for hook, section, key in COMPONENT_SECTIONS:
         lines += ["", f"## `{section}`: {plural(KINDS[hook])}"]
         for name, component in sorted(registry.components[hook].items()):

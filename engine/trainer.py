@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from engine import console
+from engine.adapters import ADAPTER_DIR, Adapter, FreezeWithAdapter, adapter_meta, write_adapter_dir
 from engine.callbacks import CallbackList, TrainerState
 from engine.checkpoints import checkpoint_dir, clean_partial, latest_checkpoint, read_trainer_state, save_checkpoint
 from engine.config import ResolvedTask
@@ -370,8 +371,12 @@ class Run:
         set_seed(training.seed)
         self.head_spec = self.task.head_spec(backbone.config.hidden_size)
         head = resolved.head.build(self.head_spec)
+        # An adapter goes into the encoder in place (its forward unchanged); its rule joins the freezing strategy's.
+        self.adapter = Adapter(resolved.adapter, backbone) if resolved.adapter else None
         model = EngineModel(backbone, head, list(self.tokenizer.model_input_names))
         self.freezer = resolved.freeze.build()
+        if self.adapter is not None:
+            self.freezer = FreezeWithAdapter(self.freezer, self.adapter)
         self.metrics = [choice.build(self.task) for choice in resolved.metrics]
         self.callbacks = CallbackList([c.build() for c in resolved.callbacks], [c.name for c in resolved.callbacks])
         monitor, mode = monitor_and_mode(resolved, self.task, self.splits)
@@ -455,10 +460,19 @@ class Run:
         if training.gradient_accumulation_steps > 1:
             batch += f" x {training.gradient_accumulation_steps} accumulated"
         precision = {"no": "fp32"}.get(str(self.accelerator.mixed_precision), str(self.accelerator.mixed_precision))
+        self.parameters = {"total": total, "trainable": trainable}
+        adapter = ""
+        if self.adapter is not None:
+            described = self.adapter.describe()
+            targets = described["target_modules"]
+            adapter = (f"\n  adapter   {described['method']}"
+                       + (f" r {self.adapter.options.r}" if described["method"] != "ia3" else "")
+                       + f" on {', '.join(targets) if isinstance(targets, list) else targets}: "
+                       f"{_count(described['parameters'])} weights; the pretrained ones stay frozen")
         console.info(
             "Plan\n"
-            f"  model     {self.resolved.model.name}: {_count(total)} parameters, {_count(trainable)} trainable; "
-            f"head {self.resolved.head.name}\n"
+            f"  model     {self.resolved.model.name}: {_count(total)} parameters, {_count(trainable)} trainable "
+            f"({trainable / max(total, 1):.1%}); head {self.resolved.head.name}{adapter}\n"
             f"  data      {data}\n"
             f"  training  {steps}, {batch}\n"
             f"  device    {self.accelerator.device.type}, {precision}, {torch.get_num_threads()} thread(s)"
@@ -722,15 +736,24 @@ class Run:
             tmp = self.run_dir / "model.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             infos = self.manager.infos
+            extra = {"max_length": self.max_length,
+                     "plugins": {c.component.plugin: infos[c.component.plugin].version
+                                 for c in (resolved.task, resolved.head, resolved.data) if c.component.plugin in infos},
+                     "data": {"format": resolved.data.name, "options": resolved.data.raw}}
+            if self.adapter is not None:  # the adapter alone first; then it is merged into the encoder for model/
+                adapter = adapter_meta(resolved.model.name, resolved.model.revision, self.adapter)
+                shutil.rmtree(self.run_dir / f"{ADAPTER_DIR}.tmp", ignore_errors=True)
+                write_adapter_dir(self.run_dir / f"{ADAPTER_DIR}.tmp", self.adapter, self.unwrapped.head,
+                                  self.tokenizer, {"task": resolved.task.raw, "task_state": self.task.state_dict(),
+                                                   "head": resolved.head.raw, "transformers_loadable": False,
+                                                   **extra, "adapter": adapter})
+                replace_dir(self.run_dir / f"{ADAPTER_DIR}.tmp", self.run_dir / ADAPTER_DIR)
+                self.unwrapped.backbone = self.adapter.merge()
+                extra["merged_adapter"] = adapter
             hf_loadable = save_model(
                 tmp, self.unwrapped, self.tokenizer, task_config=resolved.task.raw, head_config=resolved.head.raw,
                 task_state=self.task.state_dict(), hf_config=self.task.hf_config(),
-                num_outputs=self.head_spec.num_outputs,
-                extra={"max_length": self.max_length,
-                       "plugins": {c.component.plugin: infos[c.component.plugin].version
-                                   for c in (resolved.task, resolved.head, resolved.data)
-                                   if c.component.plugin in infos},
-                       "data": {"format": resolved.data.name, "options": resolved.data.raw}},
+                num_outputs=self.head_spec.num_outputs, extra=extra,
             )
             replace_dir(tmp, self.run_dir / "model")
             write_json(self.run_dir / "metrics.json", results)
@@ -739,6 +762,7 @@ class Run:
             "best": {"monitor": state.monitor, "value": state.best_metric, "epoch": state.best_epoch,
                      "step": state.best_step},
             "steps": state.global_step, "processes": accelerator.num_processes, "transformers_loadable": hf_loadable,
+
             "training_time": {"seconds": round(seconds, 3), "samples": state.samples,
                               "samples_per_second": round(state.samples / seconds, 2) if seconds else None},
         })
@@ -762,6 +786,8 @@ class Run:
         if self.main:
             data_files = {name: Path(split.source) for name, split in self.splits.items()}
             plugins = [vars(info) for info in self.manager.infos.values()]
+            extra = {"parameters": self.parameters,  # trainable: at any epoch of the freezing schedule
+                     **({"adapter": self.adapter.describe()} if self.adapter is not None else {}), **(extra or {})}
             write_json(self.run_dir / "manifest.json", manifest(seed=self.training.seed, data_files=data_files,
                                                                 plugins=plugins, status=status, extra=extra))
 

@@ -49,7 +49,7 @@ def tagging_report(report: Report, split: str, predictions: list[Any], reference
     if scores:
         types = list(scores)
         figure = section.figure("entity_f1", "F1, precision and recall of each entity type.",
-                                size=(7, 1.2 + 0.45 * len(types)))
+                                size=(8, 1.2 + 0.45 * len(types)))
         ax = figure.subplots()
         positions = range(len(types))
         height = 0.27
@@ -61,7 +61,7 @@ def tagging_report(report: Report, split: str, predictions: list[Any], reference
         ax.invert_yaxis()
         ax.set(xlim=(0, 1), xlabel="score", ylabel="entity type (true entities)",
                title=f"Entity scores by type: {split.split(' (')[0]}")
-        ax.legend(loc="lower right", fontsize="small")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")  # beside the bars, not on them
         ax.grid(axis="x", alpha=0.3)
 
     errors = entity_errors(predictions, references)
