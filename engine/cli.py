@@ -1,4 +1,4 @@
-"""`engine`: run, init, validate, schema, predict, evaluate, report, compare, plugins, cache.
+"""`engine`: run, tune, init, validate, schema, predict, evaluate, report, compare, plugins, cache.
 
 Heavy imports wait until a command needs them."""
 
@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="load the data and model, print the plan, time one batch forward and backward; train and "
                    "write nothing")
+
+    p = commands.add_parser("tune", help="search hyperparameters as the task file's search section says (Optuna); "
+                            "each trial is a run under OUTPUT_DIR/trials/, the best linked as OUTPUT_DIR/best")
+    _task_flags(p)
 
     p = commands.add_parser("init", help="write a starter task file for a data file, saying what it found")
     p.add_argument("data_file", type=Path, help="training data: .tsv, .csv, .jsonl or .conll")
@@ -153,6 +157,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.metrics_table(result.metrics)
     report = f", report: {result.report}" if result.report else ""
     console.info(f"Saved to [bold]{result.run_dir}[/] (model: {result.run_dir / 'model'}{report})")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from engine import console
+    from engine.tune import BEST_LINK, STUDY_FILE, best_trial, describe, tune, wait_note
+
+    resolved, manager = _resolve(args)
+    result = tune(resolved, manager)
+    best = best_trial(result.study)
+    counts = result.counts
+    console.info(f"Trials: {counts.get('COMPLETE', 0)} completed, {counts.get('PRUNED', 0)} pruned, "
+                 f"{counts.get('FAIL', 0)} failed{wait_note(result)}")
+    if best is None:
+        raise EngineError(f"no trial completed; see {result.output_dir / STUDY_FILE}")
+    console.info(f"Best: trial {best.number}, {result.monitor} {best.value:.4f} ({describe(best.params)})")
+    report = f", report: {result.report}" if result.report else ""
+    console.info(f"Saved to [bold]{result.output_dir}[/] (best run: {result.output_dir / BEST_LINK}, trials: "
+                 f"{result.output_dir / STUDY_FILE}{report})")
     return 0
 
 
@@ -325,7 +348,8 @@ def _size(n: float) -> str:
     return f"{n:.1f} {unit}"
 
 
-COMMANDS = {"cache": cmd_cache, "init": cmd_init, "run": cmd_run, "validate": cmd_validate, "schema": cmd_schema,
+COMMANDS = {"cache": cmd_cache, "init": cmd_init, "run": cmd_run, "tune": cmd_tune, "validate": cmd_validate,
+            "schema": cmd_schema,
             "predict": cmd_predict, "evaluate": cmd_evaluate, "report": cmd_report, "compare": cmd_compare,
             "plugins": cmd_plugins}
 

@@ -127,6 +127,70 @@ class AdapterConfig(Section):
         return self
 
 
+class Distribution(Section):
+    """One hyperparameter's range: exactly one of the keys."""
+
+    loguniform: tuple[float, float] | None = Field(
+        None, description="[low, high]: any value between, sampled on a log scale (learning rates).")
+    uniform: tuple[float, float] | None = Field(None, description="[low, high]: any value between.")
+    integer: tuple[int, int] | None = Field(None, alias="int",
+                                            description="[low, high]: an integer between, both included.")
+    choice: list[Any] | None = Field(None, min_length=1, description="[a, b, ...]: one of these JSON values.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Distribution:
+        given = [key for key in DISTRIBUTIONS if self.value_of(key) is not None]
+        if len(given) != 1:
+            raise ValueError(f"expected exactly one of {', '.join(DISTRIBUTIONS)}, got {', '.join(given) or 'none'}")
+        kind = given[0]
+        if kind != "choice":
+            low, high = self.value_of(kind)
+            if not low < high:
+                raise ValueError(f"{kind}: expected [low, high] with low < high, got [{low}, {high}]")
+            if kind == "loguniform" and low <= 0:
+                raise ValueError(f"loguniform: expected low > 0, got {low}")
+        return self
+
+    def value_of(self, kind: str) -> Any:
+        return getattr(self, DISTRIBUTIONS[kind])
+
+    @property
+    def kind(self) -> str:
+        """"loguniform", "uniform", "int" or "choice"."""
+        return next(key for key in DISTRIBUTIONS if self.value_of(key) is not None)
+
+    def candidates(self) -> list[Any]:
+        """Values that stand for the whole range when the file is validated: the ends, or every choice."""
+        return list(self.value_of(self.kind))
+
+
+#: A distribution's key in the task file -> its field.
+DISTRIBUTIONS = {"loguniform": "loguniform", "uniform": "uniform", "int": "integer", "choice": "choice"}
+
+
+class SearchConfig(Section):
+    """`engine tune`: a hyperparameter search (Optuna) over values of this task file."""
+
+    space: dict[str, Distribution] = Field(
+        min_length=1, description="Dotted task-file keys, as --set takes them (\"optimizer.lr\", "
+        "\"training.batch_size\", \"freeze\"), each with its range.")
+    trials: int = Field(20, ge=1, description="Trials to finish (completed or pruned), however many processes share "
+                                              "the study.")
+    sampler: Literal["tpe", "random"] = Field(
+        "tpe", description="'tpe' (Optuna's default: models good and bad trials after the first few) or 'random'.")
+    pruner: Literal["median", "none"] = Field(
+        "median", description="'median' stops a trial whose monitored metric, at an evaluation, is worse than the "
+        "median of earlier trials at the same point; 'none' runs every trial to the end.")
+    startup_trials: int | None = Field(
+        None, ge=0, description="Trials sampled at random, and never pruned, before TPE and the pruner take over; "
+        "default: a quarter of trials, between 2 and 10.")
+    storage: str | None = Field(
+        None, description="Optuna storage URL (e.g. postgresql://... for several machines); default: "
+        "sqlite:///OUTPUT_DIR/study.db. Processes that share it share the study.")
+    study_name: str | None = Field(None, description="The study's name in the storage; default: output_dir's name.")
+    seed: int | None = Field(None, description="Seeds the sampler; default: training.seed.")
+
+
 class TaskFile(Section):
     """The shape of task.json before components are resolved."""
 
@@ -144,6 +208,7 @@ class TaskFile(Section):
     callbacks: list[Any] = []
     output_dir: str | None = None
     plugins: list[str] = []
+    search: SearchConfig | None = None
 
     @field_validator("adapter", mode="before")
     @classmethod
@@ -200,6 +265,10 @@ class ResolvedTask:
     directions: dict[str, str] = field(default_factory=dict)
     #: The ``adapter`` section (peft), or None: the encoder trains as the freezing strategy says.
     adapter: AdapterConfig | None = None
+    #: The ``search`` section, for ``engine tune`` (``engine run`` trains the file as written and ignores it).
+    search: SearchConfig | None = None
+    #: The task file as written (with --set applied), before the task's defaults: what a search trial starts from.
+    raw_as_written: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The task file as run: every default filled in, loadable by ``engine run`` again."""
@@ -218,6 +287,8 @@ class ResolvedTask:
             "callbacks": [c.filled for c in self.callbacks],
             "output_dir": str(self.output_dir),
             "plugins": self.plugins,
+            **({"search": self.search.model_dump(mode="json", by_alias=True, exclude_none=True)}
+               if self.search else {}),
         }
 
 
@@ -373,6 +444,7 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
     """Validate a task file (already read and overridden) against the core's sections and the components."""
     base_dir = base_dir or (source.parent if source else Path.cwd())
     issues: list[ConfigIssue] = []
+    as_written = raw
 
     task_choice = (resolve_choice(registry, "task", raw.get("task"), "task", issues, note=failure_note)
                    if "task" in raw else None)
@@ -454,6 +526,9 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
         issues.append(ConfigIssue("training.max_steps", "missing: a streamed training split (data.streaming) has no "
                                   "known length, so the run needs a number of steps"))
 
+    if shape is not None and shape.search is not None and not issues:
+        issues.extend(check_search(shape.search, as_written, registry, source, base_dir))
+
     if issues:
         raise ConfigError(issues, source)
     assert shape and task_choice and data_choice and head and freeze and optimizer and scheduler
@@ -465,8 +540,38 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
         data=data_choice, augment=[c for c in augment if c], head=head, freeze=freeze, optimizer=optimizer,
         scheduler=scheduler, training=shape.training, metrics=[c for c in metrics if c],
         callbacks=[c for c in callbacks if c], output_dir=output_dir, plugins=shape.plugins, directions=directions,
-        adapter=shape.adapter,
+        adapter=shape.adapter, search=shape.search, raw_as_written=as_written,
     )
+
+
+def trial_task(raw: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The task file of one search trial: the search section gone, each parameter set as ``--set`` would."""
+    base = {k: v for k, v in raw.items() if k != "search"}
+    return apply_overrides(base, [f"{key}={json.dumps(value)}" for key, value in params.items()])
+
+
+#: Keys a search may not vary: they say where the trials go and what code runs, not how a model trains.
+NOT_SEARCHABLE = ("search", "output_dir", "plugins")
+
+
+def check_search(search: SearchConfig, raw: dict[str, Any], registry: Registry, source: Path | None,
+                 base_dir: Path) -> list[ConfigIssue]:
+    """Each key of the search space, at each end of its range and with each of its choices, must make a valid task
+    file: a search fails now, not at its seventh trial."""
+    issues = []
+    for key, distribution in search.space.items():
+        path = f"search.space.{key}"
+        if key.split(".")[0] in NOT_SEARCHABLE:
+            issues.append(ConfigIssue(path, f"{key.split('.')[0]!r} cannot be searched; the space takes the "
+                                      "settings of a run (e.g. optimizer.lr, training.batch_size, freeze)"))
+            continue
+        for value in distribution.candidates():
+            try:
+                resolve(trial_task(raw, {key: value}), registry, source, base_dir)
+            except ConfigError as exc:
+                issues.extend(ConfigIssue(path, f"with {json.dumps(value)}: {issue}") for issue in exc.issues)
+                break
+    return issues
 
 
 def check_monitors(training: TrainingConfig, callbacks: list[Choice], metrics: list[Choice], task: Any,

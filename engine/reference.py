@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from engine.config import AdapterConfig, ModelConfig, TrainingConfig
+from engine.config import AdapterConfig, Distribution, ModelConfig, SearchConfig, TrainingConfig
 from engine.registry import KINDS, Registry
 
 # Sections of task.json that name components, in the order a task file reads, and the key naming the component.
@@ -56,7 +56,7 @@ def fields_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str
         else:
             value = info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
             default = f"`{value!r}`".replace("None", "null").replace("True", "true").replace("False", "false")
-        rows.append(f"| `{name}` | `{_cell(type_name(info.annotation))}` | {_cell(default)} | "
+        rows.append(f"| `{info.alias or name}` | `{_cell(type_name(info.annotation))}` | {_cell(default)} | "
                     f"{_cell(info.description or '')} |")
     return rows
 
@@ -103,10 +103,13 @@ def reference(registry: Registry, parser: argparse.ArgumentParser) -> str:
     lines += ["| `adapter` | a small adapter (LoRA, DoRA, IA3) trained inside a frozen encoder, through peft (below); "
               "default: none, the encoder trains as `freeze` says |",
               "| `training` | the loop (below) |",
+              "| `search` | `engine tune`'s hyperparameter search (below); `engine run` ignores it |",
               "| `output_dir` | the run directory, relative to the task file's folder |",
               "| `plugins` | plugin modules to import, next to the task file or on the import path |",
               "", "## `model`", "", *fields_table(ModelConfig), "", "## `training`", "", *fields_table(TrainingConfig),
-              "", "## `adapter`", "", AdapterConfig.__doc__ or "", "", *fields_table(AdapterConfig)]
+              "", "## `adapter`", "", AdapterConfig.__doc__ or "", "", *fields_table(AdapterConfig),
+              "", "## `search`", "", SearchConfig.__doc__ or "", "", *fields_table(SearchConfig),
+              "", "### A range in `search.space`", "", Distribution.__doc__ or "", "", *fields_table(Distribution)]
     for hook, section, key in COMPONENT_SECTIONS:
         lines += ["", f"## `{section}`: {plural(KINDS[hook])}"]
         for name, component in sorted(registry.components[hook].items()):

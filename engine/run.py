@@ -43,6 +43,7 @@ def write_json(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, default=str)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from the other users of a shared machine
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -7,7 +7,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -298,11 +298,12 @@ class Run:
     """One training run, in the shape of a torchtune recipe: ``setup``, ``train``, ``save``."""
 
     def __init__(self, resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool, resume: bool,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, callbacks: Sequence[Any] = ()) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.resolved, self.manager, self.overwrite, self.resume = resolved, manager, overwrite, resume
+        self.extra_callbacks = list(callbacks)  # the caller's own (engine tune's pruning), after the task file's
         self.dry_run = dry_run  # build everything, run one batch forward and backward, write nothing
         self.training = resolved.training
         # Under DDP, parameters that take no part in a step's loss (an encoder's pooler that the head does not
@@ -378,7 +379,9 @@ class Run:
         if self.adapter is not None:
             self.freezer = FreezeWithAdapter(self.freezer, self.adapter)
         self.metrics = [choice.build(self.task) for choice in resolved.metrics]
-        self.callbacks = CallbackList([c.build() for c in resolved.callbacks], [c.name for c in resolved.callbacks])
+        self.callbacks = CallbackList([*(c.build() for c in resolved.callbacks), *self.extra_callbacks],
+                                      [*(c.name for c in resolved.callbacks),
+                                       *(type(c).__name__ for c in self.extra_callbacks)])
         monitor, mode = monitor_and_mode(resolved, self.task, self.splits)
 
         # Batches: global batches of batch_size per process, each process reading its share (see the sampler).
@@ -793,10 +796,10 @@ class Run:
 
 
 def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = False, resume: bool = False,
-        dry_run: bool = False) -> RunResult | None:
+        dry_run: bool = False, callbacks: Sequence[Any] = ()) -> RunResult | None:
     """Train as the task says, evaluate, and save the run directory (``dry_run``: set up, time one batch, return
-    None)."""
-    recipe = Run(resolved, manager, overwrite=overwrite, resume=resume, dry_run=dry_run)
+    None). ``callbacks`` (``engine.Callback`` objects) join the task file's."""
+    recipe = Run(resolved, manager, overwrite=overwrite, resume=resume, dry_run=dry_run, callbacks=callbacks)
     try:
         recipe.setup()
         if dry_run:
