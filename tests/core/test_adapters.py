@@ -141,3 +141,16 @@ def test_modules_that_are_not_in_the_model_are_one_clear_error(tiny_task, run_en
     assert result.exit_code != 0
     err = " ".join(result.stderr.split())
     assert "adapter:" in err and "q_proj" in err and "Traceback" not in err
+
+
+def test_an_adapter_learns_at_ten_times_the_default_rate_unless_the_file_sets_one(tiny_task, run_engine):
+    from engine.config import ADAPTER_LR, read_task_file, resolve
+    from engine.plugins import load_plugins
+
+    registry = load_plugins([]).registry()
+    path = tiny_task(adapter="lora")
+    assert resolve(read_task_file(path), registry, source=path).optimizer.options.lr == ADAPTER_LR == 1e-3
+    written = {**read_task_file(path), "optimizer": {"lr": 2e-4}}
+    assert resolve(written, registry, source=path).optimizer.options.lr == 2e-4
+    plain = {k: v for k, v in read_task_file(path).items() if k != "adapter"}
+    assert resolve(plain, registry, source=path).optimizer.options.lr == 1e-4  # without an adapter: adamw's default
