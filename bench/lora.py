@@ -30,12 +30,14 @@ CONFIGS = {
     "LoRA r 8 (lr 1e-3)": {"adapter": {"name": "lora", "r": 8}, "optimizer": {"lr": 1e-3}},
 }
 
-# Runs engine in this child process and reports the child's own peak memory (ru_maxrss, KiB on Linux).
+# Runs engine in this child process and reports the child's own peak memory (VmHWM, KiB; not ru_maxrss, which Linux
+# carries over exec from the spawning process).
 RUNNER = """
-import resource, sys
+import sys
 from engine.cli import main
 code = main(sys.argv[1:])
-print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print("PEAK_KB", int(status["VmHWM"].split()[0]), file=sys.stderr)
 sys.exit(code)
 """
 

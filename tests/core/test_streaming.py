@@ -9,7 +9,7 @@ from engine import cache
 from engine.testing import engine_process
 
 MEMORY_LOG = """
-import json, os, resource
+import json, os
 from engine import Callback, hookimpl
 
 
@@ -20,7 +20,10 @@ class Memory(Callback):
     def on_step_end(self, state, logs):
         if state.global_step in (10, 50, 100):
             rss = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            # VmHWM is this address space's peak. Not ru_maxrss: Linux carries that over exec from the process that
+            # spawned this one (under pytest, the whole test session's peak).
+            status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+            peak = int(status["VmHWM"].split()[0]) * 1024
             with open(self.path, "a") as f:
                 f.write(json.dumps({"step": state.global_step, "rss": rss, "peak": peak}) + "\\n")
 
