@@ -2,18 +2,41 @@
 
 Plugin authors need only what is exported here; see docs/plugins.md. This is the plugin contract: it changes only
 with a minor version, and what it removes is deprecated for one minor version first (``engine.deprecation``).
+
+The names load on first use (PEP 562), so that ``engine --help`` and other light commands import no pydantic,
+pluggy or torch.
 """
 
-from engine.callbacks import Callback, TrainerState
-from engine.data import LINE, DataOptions, Split
-from engine.errors import ConfigError, DataError, EngineError, PluginError
-from engine.head import HeadOutput, HeadSpec
-from engine.hookspecs import hookimpl
-from engine.registry import Augmentation, Metric, Register
-from engine.report import Report
-from engine.task import Task
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.callbacks import Callback, TrainerState
+    from engine.data import LINE, DataOptions, Split
+    from engine.errors import ConfigError, DataError, EngineError, PluginError
+    from engine.head import HeadOutput, HeadSpec
+    from engine.hookspecs import hookimpl
+    from engine.registry import Augmentation, Metric, Register
+    from engine.report import Report
+    from engine.task import Task
 
 __version__ = "0.2.0"
+
+# exported name -> the module that defines it
+_EXPORTS = {
+    "Callback": "engine.callbacks", "TrainerState": "engine.callbacks",
+    "LINE": "engine.data", "DataOptions": "engine.data", "Split": "engine.data",
+    "ConfigError": "engine.errors", "DataError": "engine.errors", "EngineError": "engine.errors",
+    "PluginError": "engine.errors",
+    "HeadOutput": "engine.head", "HeadSpec": "engine.head",
+    "hookimpl": "engine.hookspecs",
+    "Augmentation": "engine.registry", "Metric": "engine.registry", "Register": "engine.registry",
+    "Report": "engine.report",
+    "Task": "engine.task",
+}
+
 __all__ = [
     "LINE",
     "Augmentation",
@@ -34,3 +57,16 @@ __all__ = [
     "__version__",
     "hookimpl",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

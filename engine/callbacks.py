@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,31 @@ class TrainerState:
         return data
 
 
+class StepLogs(Mapping[str, float]):
+    """``on_step_end``'s ``logs``: a read-only mapping of floats, ``loss`` and ``lr``.
+
+    The loss stays a tensor on the device until a callback reads it: reading it makes the host wait for the step
+    to finish (on a GPU, a synchronization), so a step whose logs nobody reads runs without one.
+    """
+
+    def __init__(self, loss: Any, lr: float) -> None:
+        self._loss, self._values = loss, {"lr": lr}
+
+    def __getitem__(self, key: str) -> float:
+        if key == "loss" and "loss" not in self._values:
+            self._values["loss"] = float(self._loss)
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("loss", "lr"))
+
+    def __len__(self) -> int:
+        return 2
+
+    def __repr__(self) -> str:
+        return f"StepLogs({dict(self)})"
+
+
 class Callback:
     """Base of training callbacks: every event does nothing until overridden."""
 
@@ -75,8 +101,9 @@ class Callback:
     def on_epoch_begin(self, state: TrainerState) -> None:
         """At the start of every epoch."""
 
-    def on_step_end(self, state: TrainerState, logs: dict[str, float]) -> None:
-        """After every optimizer step; ``logs`` has ``loss`` (mean over the step) and ``lr``."""
+    def on_step_end(self, state: TrainerState, logs: Mapping[str, float]) -> None:
+        """After every optimizer step; ``logs`` has ``loss`` (the mean over the step's batches) and ``lr``. Read
+        the loss only when you need it (every N steps, say): reading it waits for the step to finish."""
 
     def on_evaluate(self, state: TrainerState, metrics: dict[str, float]) -> None:
         """After every evaluation; ``metrics`` are keyed ``split.name`` (``validation.accuracy``)."""

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from engine import console
 from engine.adapters import ADAPTER_DIR, Adapter, FreezeWithAdapter, adapter_meta, write_adapter_dir
-from engine.callbacks import CallbackList, TrainerState
+from engine.callbacks import CallbackList, StepLogs, TrainerState
 from engine.checkpoints import checkpoint_dir, clean_partial, latest_checkpoint, read_trainer_state, save_checkpoint
 from engine.config import ResolvedTask
 from engine.data import DataOptions, Split, hold_out
@@ -146,6 +146,8 @@ class StreamBatches(torch.utils.data.IterableDataset):
             yield [buffer[i] for i in indices]
 
 
+LOSS_SYNC_STEPS = 10  # optimizer steps between the progress bar's readings of the loss
+LOSS_WINDOW = 50  # the progress bar's loss: the mean of the last LOSS_WINDOW steps
 BUFFER_BATCHES = 50  # global batches in a streaming shuffle buffer (as in one sorted chunk of LengthGroupedBatches)
 STREAM_PASSES = 1000  # passes over a stream whose freezing schedule decides what enters DDP and the optimizer
 
@@ -566,7 +568,10 @@ class Run:
         self.freezer.apply(self.unwrapped, state.epoch)
         if state.epoch_batches == 0:
             callbacks.fire("on_epoch_begin", state)
-        losses: list[float] = []
+        # Losses stay on the device: the host reads them (and waits for the device) once per LOSS_SYNC_STEPS steps
+        # for the progress bar, or when a callback or tracker asks (StepLogs).
+        step_losses: list[torch.Tensor] = []  # this optimizer step's batches
+        recent: list[torch.Tensor] = []  # the last steps' means, for the progress bar
         self.tick = time.perf_counter()
         evaluated, complete = False, True
         for batch in self.loader:
@@ -579,7 +584,7 @@ class Run:
                 optimizer.zero_grad(set_to_none=True)
             rows = self.sampler.rows_in(state.epoch_batches)
             state.epoch_batches += 1
-            losses.append(out.loss.detach().float().item())
+            step_losses.append(out.loss.detach())
             state.samples += rows
             bar.advance(job, rows)
             if not accelerator.sync_gradients:
@@ -588,11 +593,14 @@ class Run:
                 scheduler.step()
             state.global_step += 1
             evaluated = False
-            recent = losses[-50:]
-            bar.update(job, postfix=f"loss {sum(recent) / len(recent):.4f}")
-            logs = {"loss": losses[-1], "lr": scheduler.get_last_lr()[0]}
+            loss = step_losses[0] if len(step_losses) == 1 else torch.stack(step_losses).mean()
+            step_losses = []
+            recent = [*recent[-(LOSS_WINDOW - 1):], loss]
+            if state.global_step % LOSS_SYNC_STEPS == 0:
+                bar.update(job, postfix=f"loss {torch.stack(recent).float().mean().item():.4f}")
+            logs = StepLogs(loss, scheduler.get_last_lr()[0])
             callbacks.fire("on_step_end", state, logs)
-            if self.training.report_to:
+            if self.training.report_to:  # every step: a tracker's curve wants them all
                 accelerator.log({f"train/{k}": v for k, v in logs.items()}, step=state.global_step)
             if not self.estimated:
                 self.estimate_time()
@@ -607,6 +615,8 @@ class Run:
                 with self.clock_stopped():
                     self.save_checkpoint()
         state.train_seconds += time.perf_counter() - self.tick
+        if recent:
+            bar.update(job, postfix=f"loss {torch.stack(recent).float().mean().item():.4f}")
         if not evaluated:  # an epoch ends with an evaluation, unless a step's just ran
             self.evaluate_and_select()
         callbacks.fire("on_epoch_end", state)

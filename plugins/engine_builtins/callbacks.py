@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,8 +89,8 @@ class History(Callback):
             with self.path.open("r+b") as f:
                 f.truncate(self.resume_at)
 
-    def on_step_end(self, state: TrainerState, logs: dict[str, float]) -> None:
-        if state.global_step % self.every == 0:
+    def on_step_end(self, state: TrainerState, logs: Mapping[str, float]) -> None:
+        if state.global_step % self.every == 0:  # reads the loss only then
             self._write(state, {"event": "train", **logs})
 
     def on_evaluate(self, state: TrainerState, metrics: dict[str, float]) -> None:

@@ -22,6 +22,9 @@ class AdamWOptions(BaseModel):
                                       "gets lr times this, once more per layer.")
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam's decay rates of the moment estimates.")
     eps: float = Field(1e-8, gt=0, description="Added to the denominator, for numerical stability.")
+    fused: bool | None = Field(None, description="One fused kernel for the whole update (about 4x faster than "
+                               "torch's per-tensor loop on a CPU: bench/optimizer_step.py); default: fused where "
+                               "torch has the kernel (CPU, CUDA), else torch's own choice.")
 
 
 class SgdOptions(BaseModel):
@@ -32,6 +35,7 @@ class SgdOptions(BaseModel):
     weight_decay: float = Field(0.0, ge=0, description="Applied to weight matrices only, never to biases or norms.")
     layer_decay: float | None = Field(None, gt=0, le=1, description="Layer-wise decay, as adamw's.")
     momentum: float = Field(0.9, ge=0, description="Momentum factor.")
+    fused: bool | None = Field(None, description="As adamw's.")
 
 
 def layer_of(name: str, num_layers: int) -> int:
@@ -64,18 +68,38 @@ def parameter_groups(model: Any, options: Any) -> list[dict[str, Any]]:
     return [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
 
 
+FUSED_DEVICES = ("cpu", "cuda")  # where torch (>= 2.4) has fused AdamW and SGD kernels
+
+
+def fused(setting: bool | None, groups: list[dict[str, Any]]) -> bool | None:
+    """The ``fused`` argument: the setting, else True where every parameter is a float on a device with the kernel.
+
+    The device is where training runs (Accelerate's), not where the parameters are while the model is built.
+    """
+    if setting is not None:
+        return setting
+    from accelerate import PartialState
+
+    device = PartialState().device.type
+    floats = all(p.is_floating_point() for group in groups for p in group["params"])
+    return True if device in FUSED_DEVICES and floats else None
+
+
 def build_adamw(options: AdamWOptions, model: Any) -> Any:
     """AdamW with decoupled weight decay."""
     import torch
 
-    return torch.optim.AdamW(parameter_groups(model, options), lr=options.lr, betas=options.betas, eps=options.eps)
+    groups = parameter_groups(model, options)
+    return torch.optim.AdamW(groups, lr=options.lr, betas=options.betas, eps=options.eps,
+                             fused=fused(options.fused, groups))
 
 
 def build_sgd(options: SgdOptions, model: Any) -> Any:
     """SGD with momentum."""
     import torch
 
-    return torch.optim.SGD(parameter_groups(model, options), lr=options.lr, momentum=options.momentum)
+    groups = parameter_groups(model, options)
+    return torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum, fused=fused(options.fused, groups))
 
 
 class ScheduleOptions(BaseModel):

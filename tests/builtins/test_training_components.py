@@ -71,6 +71,42 @@ def test_layer_decay_lowers_rates_towards_the_embeddings(model):
     assert top == 0.5 and emb == 0.5 ** 5
 
 
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_the_default_optimizer_is_fused_on_the_cpu_and_steps_as_torchs_reference_loop(name):
+    """Fused by default where torch has the kernel; its updates equal torch's per-tensor implementation."""
+    def trained(fused):
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=32)
+        spec = HeadSpec(16, 3, "sequence", loss=torch.nn.functional.cross_entropy)
+        net = EngineModel(BertModel(config), build_linear(LinearOptions(), spec),
+                          ["input_ids", "attention_mask"])
+        if name == "adamw":
+            optimizer = optimizers.build_adamw(optimizers.AdamWOptions(lr=1e-2, weight_decay=0.1, fused=fused), net)
+        else:
+            optimizer = optimizers.build_sgd(optimizers.SgdOptions(lr=1e-2, weight_decay=0.1, fused=fused), net)
+        ids = torch.randint(0, 50, (4, 7))
+        for _ in range(5):
+            out = net(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1, 2, 0]))
+            out.loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return optimizer, net
+
+    default, net = trained(None)
+    assert all(group["fused"] for group in default.param_groups)
+    reference, reference_net = trained(False)
+    assert not any(group["fused"] or group["foreach"] for group in reference.param_groups)
+    for (key, value), expected in zip(net.state_dict().items(), reference_net.state_dict().values()):
+        if "self.key.bias" in key:  # softmax ignores it: its gradient is rounding noise, which Adam normalizes
+            continue
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6, msg=key)
+    torch.manual_seed(0)
+    initial = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=32)).encoder.layer[0].output.dense.weight
+    assert (net.backbone.encoder.layer[0].output.dense.weight - initial).abs().max() > 1e-4  # it did train
+
+
 @pytest.mark.parametrize("shape", ["linear", "cosine", "constant"])
 def test_schedules_warm_up_then_decay(shape):
     param = torch.nn.Parameter(torch.zeros(1))

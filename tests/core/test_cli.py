@@ -17,6 +17,26 @@ def test_help_imports_no_heavy_library():
     assert imported_after("from engine.cli import build_parser\nbuild_parser().format_help()") == ""
 
 
+def test_help_imports_not_even_pydantic_or_pluggy():
+    """`engine --help` answers in about 0.1 s (bench/speed_vs_peers.py): the package's exports load on first use."""
+    probe = ("import sys\nfrom engine.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print('loaded:', *(m for m in ('pydantic', 'pluggy', 'rich', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "usage: engine" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "loaded:"
+
+
+def test_the_package_exports_load_on_first_use():
+    probe = ("import engine, sys\nassert 'engine.task' not in sys.modules\n"
+             "from engine import *\nimport engine.task, engine.hookspecs\n"
+             "assert Task is engine.task.Task and hookimpl is engine.hookspecs.hookimpl\n"
+             "assert sorted(dir(engine)) == sorted(engine.__all__)\n"
+             "try:\n    engine.nothing\nexcept AttributeError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "module 'engine' has no attribute 'nothing'"
+
+
 def test_validate_imports_no_heavy_library(tmp_path):
     task = tmp_path / "task.json"
     task.write_text(json.dumps({"task": "classification", "data": {"train": "t.tsv"}, "augment": ["random_swap"],
