@@ -10,8 +10,9 @@ validation rows and saves its model):
 - Trainer (c): dynamic padding, length-grouped batches (``train_sampling_strategy="group_by_length"``)
 - Accelerate loop: a hand-written loop in the shape of run_glue_no_trainer (dynamic padding, random batches)
 
-Prediction (2,000 held-out sentences, the model engine trained): `engine predict` against a transformers
-text-classification pipeline at batch size 32 (its batch_size argument; it keeps the input order).
+Prediction (2,000 held-out sentences, the model engine trained): `engine predict` (also with ``--predict-flags``,
+e.g. "--quantize int8") against a transformers text-classification pipeline as its documentation calls it (one
+text at a time) and with batch_size 32. engine starts every run with an empty data cache.
 
 Start-up: `engine --help`, `engine validate task.json`, and each contender's time from process start to the end
 of its first optimizer step.
@@ -92,6 +93,10 @@ def first_step_done() -> None:
 # --- workers: each runs in a process of its own --------------------------------------------------------------
 
 
+def seed() -> int:
+    return int(os.environ.get("BENCH_SEED", SEED))
+
+
 def worker_trainer(folder: Path, variant: str) -> dict:
     """The Trainer as its users run it (a: run_glue's default padding; b: dynamic; c: dynamic, length-grouped)."""
     import datasets
@@ -124,7 +129,7 @@ def worker_trainer(folder: Path, variant: str) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(model_path(), num_labels=2)
     args = TrainingArguments(
         output_dir=str(folder / "hf"), per_device_train_batch_size=BATCH, per_device_eval_batch_size=BATCH * 2,
-        learning_rate=LR, num_train_epochs=1, warmup_steps=WARMUP, weight_decay=DECAY, max_grad_norm=1.0, seed=SEED,
+        learning_rate=LR, num_train_epochs=1, warmup_steps=WARMUP, weight_decay=DECAY, max_grad_norm=1.0, seed=seed(),
         save_strategy="no", eval_strategy="no", report_to=[], logging_strategy="no", use_cpu=True,
         disable_tqdm=True, train_sampling_strategy="group_by_length" if variant == "c" else "random")
 
@@ -153,7 +158,7 @@ def worker_loop(folder: Path) -> dict:
     )
 
     accelerator = Accelerator(cpu=True)
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed())
     tokenizer = AutoTokenizer.from_pretrained(model_path())
     collator = DataCollatorWithPadding(tokenizer)
 
@@ -200,13 +205,15 @@ def worker_loop(folder: Path) -> dict:
     return {"samples_per_second": rows / seconds, "accuracy": correct / total}
 
 
-def worker_pipeline(folder: Path, model_dir: Path) -> dict:
-    """transformers' text-classification pipeline on the model engine saved (transformers-loadable)."""
+def worker_pipeline(folder: Path, model_dir: Path, batch_size: int | None) -> dict:
+    """transformers' text-classification pipeline on the model engine saved (transformers-loadable): as its
+    documentation calls it (one text at a time), or with its batch_size argument."""
     from transformers import pipeline
 
     texts, _ = rows_of(folder / "predict.tsv")
     classify = pipeline("text-classification", model=str(model_dir), device="cpu")
-    outputs = classify(texts, batch_size=BATCH, truncation=True, max_length=MAX_LENGTH)
+    batching = {"batch_size": batch_size} if batch_size else {}
+    outputs = classify(texts, truncation=True, max_length=MAX_LENGTH, **batching)
     # The model's labels are SST-2's own, "0" and "1" (engine saved them as id2label).
     (folder / "pipeline.json").write_text(json.dumps([int(o["label"]) for o in outputs]))
     return {}
@@ -236,15 +243,19 @@ def timed(command: list[str], folder: Path, env: dict | None = None) -> dict:
     return result
 
 
-def run_contender(name: str, folder: Path) -> dict:
+def run_contender(name: str, folder: Path, round_: int) -> dict:
+    env = {"BENCH_SEED": str(SEED + round_)}
     if name == "engine":
-        result = timed([sys.executable, "-m", "engine", "run", "task.json", "--overwrite"], folder)
+        # A data cache of its own each time: engine tokenizes as on a first run (a second run would read the cache).
+        with tempfile.TemporaryDirectory() as cache:
+            result = timed([sys.executable, "-m", "engine", "run", "task.json", "--overwrite", "--set",
+                            f"training.seed={SEED + round_}"], folder, {**env, "ENGINE_CACHE": cache})
         manifest = json.loads((folder / "run" / "manifest.json").read_text())
         metrics = json.loads((folder / "run" / "metrics.json").read_text())
         result.update(samples_per_second=manifest["training_time"]["samples_per_second"],
                       accuracy=metrics["validation"]["accuracy"])
         return result
-    return timed([sys.executable, __file__, "--worker", name, "--folder", str(folder)], folder)
+    return timed([sys.executable, __file__, "--worker", name, "--folder", str(folder)], folder, env)
 
 
 def accuracy_of(predicted: list[int], folder: Path) -> float:
@@ -253,11 +264,13 @@ def accuracy_of(predicted: list[int], folder: Path) -> float:
 
 
 def predict_contenders(folder: Path, flags: list[str]) -> dict[str, list[str]]:
-    commands = {"engine predict": [sys.executable, "-m", "engine", "predict", "run", "predict.tsv", "-o",
+    commands = {"engine predict": [sys.executable, "-m", "engine", "predict", "run", "-i", "predict.tsv", "-o",
                                    "predictions.jsonl"]}
     if flags:
         commands[f"engine predict {' '.join(flags)}"] = [*commands["engine predict"], *flags]
-    commands["pipeline (batch 32)"] = [sys.executable, __file__, "--worker", "pipeline", "--folder", str(folder)]
+    commands["pipeline (defaults)"] = [sys.executable, __file__, "--worker", "pipeline", "--folder", str(folder)]
+    commands["pipeline (batch_size 32)"] = [sys.executable, __file__, "--worker", "pipeline-32", "--folder",
+                                            str(folder)]
     return commands
 
 
@@ -266,6 +279,14 @@ def predictions_of(name: str, folder: Path) -> list[int]:
         return json.loads((folder / "pipeline.json").read_text())
     rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
     return [int(row["label"]) for row in rows]
+
+
+def cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
 
 
 def median(values: list[float]) -> float:
@@ -287,14 +308,14 @@ def plot(training: dict[str, list[dict]], predicting: dict[str, list[dict]], pat
     walls = [median([r["wall"] for r in training[n]]) for n in names]
     left.barh([TRAINERS[n] for n in names], walls, color=["tab:blue" if n == "engine" else "tab:gray" for n in names])
     left.invert_yaxis()
-    left.set(title="Training, whole process (median s; lower is better)", xlabel="seconds")
+    left.set(title="Training, whole process (median s, lower is better)", xlabel="seconds")
     for y, wall in enumerate(walls):
         left.text(wall, y, f" {wall:.1f}", va="center")
     names = list(predicting)
     walls = [median([r["wall"] for r in predicting[n]]) for n in names]
     right.barh(names, walls, color=["tab:blue" if n.startswith("engine") else "tab:gray" for n in names])
     right.invert_yaxis()
-    right.set(title="Prediction, whole process (median s)", xlabel="seconds")
+    right.set(title="Prediction (median s)", xlabel="seconds")
     for y, wall in enumerate(walls):
         right.text(wall, y, f" {wall:.1f}", va="center")
     for ax in (left, right):
@@ -324,7 +345,8 @@ def main() -> None:
         folder = args.folder
         result = {"trainer-a": lambda: worker_trainer(folder, "a"), "trainer-b": lambda: worker_trainer(folder, "b"),
                   "trainer-c": lambda: worker_trainer(folder, "c"), "loop": lambda: worker_loop(folder),
-                  "pipeline": lambda: worker_pipeline(folder, folder / "run" / "model")}[args.worker]()
+                  "pipeline": lambda: worker_pipeline(folder, folder / "run" / "model", None),
+                  "pipeline-32": lambda: worker_pipeline(folder, folder / "run" / "model", BATCH)}[args.worker]()
         print(json.dumps(result))
         return
     if args.quick:
@@ -352,7 +374,7 @@ def main() -> None:
         (folder / "task.json").write_text(json.dumps(task, indent=2))
         for round_ in range(args.repeats):
             for name in names:
-                result = run_contender(name, folder)
+                result = run_contender(name, folder, round_)
                 training[name].append(result)
                 print(f"round {round_ + 1} {name}: {result['wall']:.1f} s, {result['samples_per_second']:.1f} "
                       f"samples/s, accuracy {result['accuracy']:.4f}, first step {result.get('first_step', 0):.1f} s, "
@@ -360,7 +382,8 @@ def main() -> None:
             if "engine" not in names:
                 continue
             for name, command in predict_contenders(folder, predict_flags).items():
-                result = timed(command, folder)
+                with tempfile.TemporaryDirectory() as cache:
+                    result = timed(command, folder, {"ENGINE_CACHE": cache})
                 result["accuracy"] = accuracy_of(predictions_of(name, folder), folder)
                 predicting.setdefault(name, []).append(result)
                 print(f"round {round_ + 1} {name}: {result['wall']:.1f} s, accuracy {result['accuracy']:.4f}",
@@ -378,14 +401,15 @@ def main() -> None:
         "# engine against its peers: training, prediction, start-up",
         "",
         f"Date {date.today()}, {platform.machine()}, {os.cpu_count()} CPUs "
-        f"({platform.processor() or 'unknown CPU'}), torch's default threads. Command: "
+        f"({cpu_name()}), torch's default threads. Command: "
         f"`python bench/speed_vs_peers.py{' --quick' if args.quick else ''}"
         f"{' --predict-flags ' + repr(args.predict_flags) if args.predict_flags else ''}`",
         "",
         f"all-MiniLM-L6-v2; {args.train} SST-2 sentences to train on, {args.validation} held-out ones to score, "
         f"{args.predict} others to predict (seed {SEED}); 1 epoch, batch {BATCH}, lr {LR}, warm-up {WARMUP:.0%}, "
         f"weight decay {DECAY}, max {MAX_LENGTH} tokens. Whole processes, alternated, {args.repeats} round(s); "
-        "medians. 'wall' is the whole process (imports, tokenization, training, scoring the validation rows, "
+        f"medians. Round r trains with seed {SEED} + r (all contenders alike); engine starts each run with an empty "
+        "data cache. 'wall' is the whole process (imports, tokenization, training, scoring the validation rows, "
         "saving the model); samples/s is the training loop's own; 'first step' is from process start to the end "
         "of the first optimizer step.",
         "",
@@ -412,16 +436,21 @@ def main() -> None:
             lines += table(["vs", "speed-up (median)", "each round", "accuracy difference (engine - peer)"],
                            ratio_rows)
     if predicting:
-        base = "pipeline (batch 32)"
-        lines += ["", "## Prediction", "", f"{args.predict} sentences, the model engine trained in the last round.", ""]
+        lines += ["", "## Prediction", "", f"{args.predict} held-out sentences, with the model engine trained in the "
+                  "same round (the pipeline loads RUN_DIR/model, which transformers reads as it is); accuracy "
+                  "against their labels, median over the rounds. Speed-ups: the pipeline's wall time over "
+                  "engine's, in the same round.", ""]
         rows = []
+        pipelines = [n for n in predicting if n.startswith("pipeline")]
         for name, results in predicting.items():
-            ratios = [b["wall"] / r["wall"] for b, r in zip(predicting[base], results)]
+            ratios = [" / ".join(f"{median([b['wall'] / r['wall'] for b, r in zip(predicting[p], results)]):.2f}x"
+                                 for p in pipelines)]
             rows.append([name, f"{median([r['wall'] for r in results]):.1f}",
-                         " / ".join(f"{r['wall']:.1f}" for r in results), f"{median(ratios):.2f}x",
-                         f"{median([r['peak_mib'] for r in results]):.0f}", f"{results[-1]['accuracy']:.4f}"])
-        lines += table(["contender", "wall s (median)", "each round", "speed-up vs pipeline", "peak MiB", "accuracy"],
-                       rows)
+                         " / ".join(f"{r['wall']:.1f}" for r in results), *ratios,
+                         f"{median([r['peak_mib'] for r in results]):.0f}",
+                         f"{median([r['accuracy'] for r in results]):.4f}"])
+        lines += table(["contender", "wall s (median)", "each round", "speed-up vs " + " / ".join(pipelines),
+                        "peak MiB", "accuracy"], rows)
         lines += ["", "## Start-up", ""]
         lines += table(["command", "wall s (median)", "each"],
                        [[name, f"{median(v):.3f}", " / ".join(f"{x:.3f}" for x in v)] for name, v in startup.items()])

@@ -19,6 +19,9 @@ def _model_flags(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--format", "-f",
                         help=f"data format of the {what} (default: from its extension, else the training format)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--quantize", choices=["int8"],
+                        help="CPU serving: the encoder's linear layers in int8 (dynamic quantization); a little "
+                             "faster, predictions change slightly (docs/benchmarks.md: speed and accuracy change)")
     parser.add_argument("--trust-plugins", action="store_true",
                         help="import the plugin modules the run's task file named, from where the run recorded them "
                              "(a run directory is data: without this flag engine runs no code it points to)")
@@ -209,7 +212,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     manager = _manager(args)
     loaded = load_model(args.run_dir, manager, trust_plugins=args.trust_plugins)
     split = read_input(loaded, manager, args.input, labelled=False, fmt=args.format)
-    result = run_inference(loaded, split, args.batch_size, labelled=False, description="predict")
+    result = run_inference(loaded, split, args.batch_size, labelled=False, description="predict",
+                           quantize=args.quantize)
     predictions = predictions_of(loaded.task, split, result.features, result.outputs)
     rows = [loaded.task.format_prediction(row, p) for row, p in zip(split.rows, predictions)]
     if result.is_main_process:
@@ -239,7 +243,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                for i, m in enumerate(raw_metrics)]
     if issues:
         raise ConfigError(issues, task_json)
-    result = run_inference(loaded, split, args.batch_size, labelled=True, description="evaluate")
+    result = run_inference(loaded, split, args.batch_size, labelled=True, description="evaluate",
+                           quantize=args.quantize)
     metrics = [c.build(loaded.task) for c in choices if c]
     values = compute_metrics(loaded.task, metrics, split, result.features, result.outputs, result.loss).values
     if result.is_main_process:

@@ -63,8 +63,9 @@ class TrainingConfig(Section):
     )
     mode: Literal["auto", "max", "min"] = Field("auto", description="Whether the monitor improves up or down.")
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
-    mixed_precision: Literal["no", "fp16", "bf16"] = Field(
-        "no", description="Autocast precision (Accelerate's); 'no' trains in fp32.")
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="Autocast precision (Accelerate's); 'no' trains in fp32. 'auto': bf16 on a GPU that has "
+        "it, else fp32. bf16 or fp16 on a CPU without native bf16 is refused: many times slower than fp32.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice.")
     save_steps: int | None = Field(
         None, ge=1, description="Also checkpoint every N optimizer steps (for --resume); every epoch end always is."

@@ -211,14 +211,39 @@ class Inference:
     is_main_process: bool
 
 
-def run_inference(loaded: LoadedModel, split: Split, batch_size: int, *, labelled: bool, description: str) -> Inference:
-    """Encode ``split`` as training did and run the model over it (on every process under a distributed launch)."""
+def quantize_int8(model: EngineModel) -> EngineModel:
+    """The encoder's ``nn.Linear`` layers with int8 weights, activations quantized per batch (torch's dynamic
+    quantization, for CPU inference); the head stays as trained. In place; returns the model."""
+    import warnings
+
+    import torch
+
+    quantization = getattr(getattr(torch, "ao", None), "quantization", None)
+    if quantization is None or not hasattr(quantization, "quantize_dynamic"):
+        raise EngineError(f"--quantize int8: this torch ({torch.__version__}) has no dynamic quantization "
+                          "(torch.ao.quantization.quantize_dynamic); predict without --quantize")
+    with warnings.catch_warnings():  # torch announces the move of this API to torchao; it works as documented here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        model.backbone = quantization.quantize_dynamic(model.backbone, {torch.nn.Linear}, dtype=torch.qint8)
+    return model
+
+
+def run_inference(loaded: LoadedModel, split: Split, batch_size: int, *, labelled: bool, description: str,
+                  quantize: str | None = None) -> Inference:
+    """Encode ``split`` as training did and run the model over it (on every process under a distributed launch);
+    ``quantize="int8"``: with the encoder in int8, on the CPU."""
     from accelerate import Accelerator
 
     from engine.features import encode_split, feature_key
     from engine.trainer import first_on_node, infer
 
     accelerator = Accelerator()
+    if quantize == "int8":
+        if accelerator.device.type != "cpu":
+            raise EngineError(f"--quantize int8 is a CPU serving path; this process runs on {accelerator.device}. "
+                              "Predict without it (a GPU is faster in the model's own precision)")
+        quantize_int8(loaded.model)
     features = first_on_node(accelerator, lambda: encode_split(
         loaded.task, split, loaded.tokenizer, loaded.meta["max_length"], labelled=labelled,
         key=feature_key(loaded.meta["task"], loaded.meta.get("plugins", {}).get(loaded.task_plugin))))

@@ -28,6 +28,7 @@ from engine.features import augment, encode_split, feature_key, lengths, predict
 from engine.head import HeadOutput
 from engine.model import EngineModel, default_max_length, load_pretrained, save_model
 from engine.plugins import PluginManager
+from engine.precision import resolve_precision
 from engine.run import RunLock, check_run_dir, manifest, prepare_run_dir, replace_dir, write_json
 from engine.trackers import flat_config, trackers
 
@@ -301,7 +302,7 @@ class Run:
 
     def __init__(self, resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool, resume: bool,
                  dry_run: bool = False, callbacks: Sequence[Any] = ()) -> None:
-        from accelerate import Accelerator
+        from accelerate import Accelerator, PartialState
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.resolved, self.manager, self.overwrite, self.resume = resolved, manager, overwrite, resume
@@ -314,8 +315,9 @@ class Run:
         # schedule safe. Frozen parameters are left out of DDP altogether (see ``trainable_at_any_epoch``).
         ddp = DistributedDataParallelKwargs(find_unused_parameters=self.training.find_unused_parameters)
         self.run_dir = resolved.output_dir
+        precision = resolve_precision(self.training.mixed_precision, PartialState().device, resolved.source)
         self.accelerator = Accelerator(gradient_accumulation_steps=self.training.gradient_accumulation_steps,
-                                       mixed_precision=self.training.mixed_precision, kwargs_handlers=[ddp],
+                                       mixed_precision=precision, kwargs_handlers=[ddp],
                                        log_with=trackers(self.training.report_to, self.run_dir) or None,
                                        project_dir=self.run_dir if self.training.report_to else None)
         self.main = self.accelerator.is_main_process
