@@ -26,6 +26,20 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def training_device() -> Any:
+    """The kind of device Accelerate will train on (its choice among those torch sees), found without creating
+    Accelerate's state, which must be created once, by the Accelerator, under a distributed launch."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    for kind in ("xpu", "mps"):
+        backend = getattr(torch, kind, None) if kind == "xpu" else getattr(torch.backends, kind, None)
+        if backend is not None and backend.is_available():
+            return torch.device(kind)
+    return torch.device("cpu")
+
+
 def resolve_precision(setting: str, device: Any, source: Any = None) -> str:
     """Accelerate's ``mixed_precision`` for ``setting`` on ``device`` (a torch.device), or a ConfigError that says
     why not and what to use instead."""

@@ -28,7 +28,7 @@ from engine.features import augment, encode_split, feature_key, lengths, predict
 from engine.head import HeadOutput
 from engine.model import EngineModel, default_max_length, load_pretrained, save_model
 from engine.plugins import PluginManager
-from engine.precision import resolve_precision
+from engine.precision import resolve_precision, training_device
 from engine.run import RunLock, check_run_dir, manifest, prepare_run_dir, replace_dir, write_json
 from engine.trackers import flat_config, trackers
 
@@ -302,7 +302,7 @@ class Run:
 
     def __init__(self, resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool, resume: bool,
                  dry_run: bool = False, callbacks: Sequence[Any] = ()) -> None:
-        from accelerate import Accelerator, PartialState
+        from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.resolved, self.manager, self.overwrite, self.resume = resolved, manager, overwrite, resume
@@ -315,7 +315,7 @@ class Run:
         # schedule safe. Frozen parameters are left out of DDP altogether (see ``trainable_at_any_epoch``).
         ddp = DistributedDataParallelKwargs(find_unused_parameters=self.training.find_unused_parameters)
         self.run_dir = resolved.output_dir
-        precision = resolve_precision(self.training.mixed_precision, PartialState().device, resolved.source)
+        precision = resolve_precision(self.training.mixed_precision, training_device(), resolved.source)
         self.accelerator = Accelerator(gradient_accumulation_steps=self.training.gradient_accumulation_steps,
                                        mixed_precision=precision, kwargs_handlers=[ddp],
                                        log_with=trackers(self.training.report_to, self.run_dir) or None,
@@ -598,7 +598,7 @@ class Run:
             loss = step_losses[0] if len(step_losses) == 1 else torch.stack(step_losses).mean()
             step_losses = []
             recent = [*recent[-(LOSS_WINDOW - 1):], loss]
-            if state.global_step % LOSS_SYNC_STEPS == 0:
+            if state.global_step % LOSS_SYNC_STEPS == 0 or len(recent) == 1:  # and at an epoch's first step
                 bar.update(job, postfix=f"loss {torch.stack(recent).float().mean().item():.4f}")
             logs = StepLogs(loss, scheduler.get_last_lr()[0])
             callbacks.fire("on_step_end", state, logs)
