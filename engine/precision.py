@@ -33,10 +33,10 @@ def training_device() -> Any:
 
     if torch.cuda.is_available():
         return torch.device("cuda")
-    for kind in ("xpu", "mps"):
-        backend = getattr(torch, kind, None) if kind == "xpu" else getattr(torch.backends, kind, None)
-        if backend is not None and backend.is_available():
-            return torch.device(kind)
+    if hasattr(torch, "xpu") and torch.xpu.is_available():
+        return torch.device("xpu")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
     return torch.device("cpu")
 
 

@@ -7,6 +7,7 @@ import math
 import random
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -573,7 +574,11 @@ class Run:
         # Losses stay on the device: the host reads them (and waits for the device) once per LOSS_SYNC_STEPS steps
         # for the progress bar, or when a callback or tracker asks (StepLogs).
         step_losses: list[torch.Tensor] = []  # this optimizer step's batches
-        recent: list[torch.Tensor] = []  # the last steps' means, for the progress bar
+        recent: deque[torch.Tensor] = deque(maxlen=LOSS_WINDOW)  # the last steps' means, for the progress bar
+
+        def show_loss() -> None:
+            bar.update(job, postfix=f"loss {torch.stack(list(recent)).float().mean().item():.4f}")
+
         self.tick = time.perf_counter()
         evaluated, complete = False, True
         for batch in self.loader:
@@ -597,9 +602,9 @@ class Run:
             evaluated = False
             loss = step_losses[0] if len(step_losses) == 1 else torch.stack(step_losses).mean()
             step_losses = []
-            recent = [*recent[-(LOSS_WINDOW - 1):], loss]
+            recent.append(loss)
             if state.global_step % LOSS_SYNC_STEPS == 0 or len(recent) == 1:  # and at an epoch's first step
-                bar.update(job, postfix=f"loss {torch.stack(recent).float().mean().item():.4f}")
+                show_loss()
             logs = StepLogs(loss, scheduler.get_last_lr()[0])
             callbacks.fire("on_step_end", state, logs)
             if self.training.report_to:  # every step: a tracker's curve wants them all
@@ -618,7 +623,7 @@ class Run:
                     self.save_checkpoint()
         state.train_seconds += time.perf_counter() - self.tick
         if recent:
-            bar.update(job, postfix=f"loss {torch.stack(recent).float().mean().item():.4f}")
+            show_loss()
         if not evaluated:  # an epoch ends with an evaluation, unless a step's just ran
             self.evaluate_and_select()
         callbacks.fire("on_epoch_end", state)
