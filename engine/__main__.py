@@ -1,5 +1,3 @@
-import sys
+from engine.cli import command
 
-from engine.cli import main
-
-sys.exit(main())
+command()

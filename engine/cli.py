@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from engine.errors import EngineError
 
@@ -380,5 +380,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def command() -> NoReturn:
+    """The `engine` command (and `python -m engine`): main, then an exit without the interpreter's slow teardown
+    (engine.shutdown)."""
+    code = main()
+    from engine.shutdown import exit_process
+
+    exit_process(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()
