@@ -59,7 +59,7 @@ def main() -> None:
         f"Command: `python bench/sst2_classification.py --train {args.train} --test {args.test} --epochs {args.epochs} "
         f"--seeds {' '.join(map(str, args.seeds))}`",
         "",
-        f"Model all-MiniLM-L6-v2 (packaged), {args.epochs} epoch(s), every other setting default. Test: {args.test} held-out "
+        f"Model all-MiniLM-L6-v2 (packaged), {args.epochs} epoch(s), every other setting default. Test: {len(test)} held-out "
         "SST-2 training-file sentences (none seen verbatim in training). Wall time is the whole `engine run` process: "
         "imports, loading, tokenizing, training, evaluation, saving.",
         "",
