@@ -402,7 +402,7 @@ def main() -> None:
         "",
         f"Date {date.today()}, {platform.machine()}, {os.cpu_count()} CPUs "
         f"({cpu_name()}), torch's default threads. Command: "
-        f"`python bench/speed_vs_peers.py{' --quick' if args.quick else ''}"
+        f"`python bench/speed_vs_peers.py{' --quick' if args.quick else ''}{' --only ' + args.only if args.only else ''}"
         f"{' --predict-flags ' + repr(args.predict_flags) if args.predict_flags else ''}`",
         "",
         f"all-MiniLM-L6-v2; {args.train} SST-2 sentences to train on, {args.validation} held-out ones to score, "
