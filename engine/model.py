@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from engine.errors import EngineError
+from engine.first_token import only_first_token
 from engine.head import HeadOutput
 
 # Short names for models that ship as Python packages (no hub access needed): name -> (module, folder in it).
@@ -33,7 +34,12 @@ class EngineModel(nn.Module):
 
     def forward(self, **batch: torch.Tensor) -> HeadOutput:
         inputs = {name: batch[name] for name in self.input_names if name in batch}
-        return self.head(self.backbone(**inputs, return_dict=True), batch)
+        if getattr(self.head, "first_token_only", False):  # the last layer computes only what the head reads
+            with only_first_token(self.backbone):
+                output = self.backbone(**inputs, return_dict=True)
+        else:
+            output = self.backbone(**inputs, return_dict=True)
+        return self.head(output, batch)
 
 
 def _forward_names(module: nn.Module) -> set[str]:

@@ -30,6 +30,11 @@ class SequenceOrTokenHead(nn.Module):
         super().__init__()
         self.spec, self.pooling = spec, pooling
 
+    @property
+    def first_token_only(self) -> bool:
+        """Reads the encoder's first token alone (the pooler reads it too), so its last layer computes only that."""
+        return self.spec.level == "sequence" and self.pooling in ("pooler", "cls")
+
     def forward(self, output: Any, batch: dict[str, torch.Tensor]) -> HeadOutput:
         if self.spec.level == "token":
             features = output.last_hidden_state  # shape: (batch, seq, hidden)
