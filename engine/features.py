@@ -145,7 +145,8 @@ def encode_split(task: Any, split: Split, tokenizer: Any, max_length: int, *, la
             datasets.disable_progress_bars()
         try:
             features = split.data.map(
-                encode, batched=True, batch_size=BATCH, with_indices=True, remove_columns=columns, num_proc=procs,
+                encode, batched=True, batch_size=BATCH, with_indices=True, remove_columns=columns,
+                num_proc=procs if procs > 1 else None,  # datasets 4 starts a worker pool even for num_proc=1
                 desc=f"tokenize {split.name}", new_fingerprint=key_hash or uuid.uuid4().hex,
                 features=feature_types(encode, split),
                 cache_file_name=str(folder / "features.arrow") if folder is not None else None,

@@ -170,6 +170,8 @@ def test_encoding_in_several_processes_equals_one_and_errors_keep_file_and_line(
     split = load_tsv(TableOptions(train="t.tsv"), tmp_path)["train"]
     task = counted(tmp_path, split)
     one = encode_split(task, split, tokenizer, 16, num_proc=1, key="one")
+    pids = {line.split()[0] for line in Path(task.log).read_text().splitlines()}
+    assert pids == {str(os.getpid())}  # one process: this one, no worker pool to start
     two = encode_split(task, split, tokenizer, 16, num_proc=2, key="two")
     assert two[:] == one[:] and one["row"][:] == list(range(2500))
     workers = {line.split()[0] for line in Path(task.log).read_text().splitlines()} - {str(os.getpid())}
