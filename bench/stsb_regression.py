@@ -67,7 +67,7 @@ def main() -> None:
         manifest = json.loads((folder / "run" / "manifest.json").read_text())
         resolved = json.loads((folder / "run" / "task.json").read_text())
 
-    command = f"nice python bench/stsb_regression.py --epochs {args.epochs} --seed {args.seed}"
+    command = f"python bench/stsb_regression.py --epochs {args.epochs} --seed {args.seed}"
     lines = [
         "# STS-B regression, default settings",
         "",
