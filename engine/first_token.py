@@ -33,6 +33,8 @@ def first_token_layer(backbone: nn.Module) -> tuple[nn.Module, Callable[..., Any
     if getattr(config, "position_embedding_type", "absolute") not in (None, "absolute"):
         return None  # relative positions are computed inside the attention, from all query positions
     layer = layers[-1]
+    if getattr(layer, "gradient_checkpointing", False) or getattr(backbone.encoder, "gradient_checkpointing", False):
+        return None  # the backward pass would recompute the layer outside the block, with its whole forward
     attention = getattr(layer, "attention", None)
     self_attention = getattr(attention, "self", None)
     if self_attention is None or not all(

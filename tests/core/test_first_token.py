@@ -85,6 +85,13 @@ def test_encoders_it_does_not_fit_run_unchanged():
                                    intermediate_size=16, is_decoder=True))
     assert first_token_layer(decoder) is None
     assert first_token_layer(torch.nn.Linear(3, 3)) is None
+    checkpointed = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                        intermediate_size=16))
+    assert first_token_layer(checkpointed) is not None
+    enable = getattr(checkpointed, "activation_checkpointing_enable", None) or \
+        checkpointed.gradient_checkpointing_enable  # (transformers 5 renamed it)
+    enable()  # recomputation in the backward pass would run the layer's own forward
+    assert first_token_layer(checkpointed) is None
     with only_first_token(torch.nn.Linear(3, 3)) as applied:
         assert not applied
 
