@@ -17,6 +17,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -45,7 +46,6 @@ def main() -> None:
     torch.manual_seed(0)
     spec = HeadSpec(hidden_size=384, num_outputs=2, level="sequence", loss=torch.nn.functional.cross_entropy)
     model = EngineModel(AutoModel.from_pretrained(path), LinearHead(spec, 0.1, "pooler"), tokenizer.model_input_names)
-    whole_layer = LinearHead.first_token_only  # the property; hidden below for the whole-layer runs
 
     # Length-grouped batches, as engine's sampler makes them: sorted by length, cut into batches, shuffled.
     order = sorted(range(len(rows)), key=lambda i: len(tokenizer.tokenize(rows[i][0])))
@@ -59,58 +59,54 @@ def main() -> None:
     random.Random(13).shuffle(batches)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
 
-    def first_token(on: bool) -> None:
-        LinearHead.first_token_only = whole_layer if on else False  # type: ignore[assignment,misc]
+    def forward(batch: dict, first_token: bool) -> Any:
+        """engine's forward (first token) or the same model with the whole last layer (the head on its output)."""
+        if first_token:
+            return model(**batch)
+        return model.head(model.backbone(**{k: batch[k] for k in model.input_names}), batch)
 
-    def train() -> float:
+    def train(first_token: bool) -> float:
         model.train()
         started = time.perf_counter()
         for batch in batches:
-            model(**batch).loss.backward()
+            forward(batch, first_token).loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad()
         return time.perf_counter() - started
 
-    def score() -> float:
+    def score(first_token: bool) -> float:
         model.eval()
         started = time.perf_counter()
         with torch.inference_mode():
             for batch in batches:
-                model(**batch)
+                forward(batch, first_token)
         return time.perf_counter() - started
 
     # Agreement: scores in eval mode, and one step's gradients without dropout.
     model.eval()
     with torch.inference_mode():
-        first_token(True)
-        fast = torch.cat([model(**b).logits for b in batches])
-        first_token(False)
-        whole = torch.cat([model(**b).logits for b in batches])
+        fast = torch.cat([forward(b, True).logits for b in batches])
+        whole = torch.cat([forward(b, False).logits for b in batches])
     score_diff = (fast - whole).abs().max().item()
     grads = []
     for on in (True, False):
-        first_token(on)
         model.eval()  # no dropout: the same function both ways
         model.zero_grad(set_to_none=True)
-        model(**batches[0]).loss.backward()
+        forward(batches[0], on).loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     grad_diff = ((grads[0] - grads[1]).abs().max() / grads[1].abs().max()).item()
     model.zero_grad(set_to_none=True)
 
     results: dict[str, list[tuple[float, float]]] = {"train": [], "score": []}
-    first_token(False)
-    train()  # warm-up: allocator, threads
+    train(False)  # warm-up: allocator, threads
     for round_ in range(args.rounds):
         for kind, work in (("train", train), ("score", score)):
-            first_token(False)
-            whole_s = work()
-            first_token(True)
-            fast_s = work()
+            whole_s = work(False)
+            fast_s = work(True)
             results[kind].append((whole_s, fast_s))
             print(f"round {round_ + 1} {kind}: whole layer {whole_s:.2f} s, first token {fast_s:.2f} s, "
                   f"{whole_s / fast_s:.2f}x", flush=True)
-    first_token(True)
 
     def row(kind: str, label: str) -> str:
         pairs = results[kind]

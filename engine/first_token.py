@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import torch
@@ -61,7 +62,8 @@ def first_token_layer(backbone: nn.Module) -> tuple[nn.Module, Callable[..., Any
 
 def first_token_forward(layer: Any, attend: Callable[..., Any], hidden_states: torch.Tensor,
                         attention_mask: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """A BERT-style layer's output at the first token only: shape (batch, 1, hidden)."""
+    """A BERT-style layer's output at the first token only: shape (batch, 1, hidden). Takes the layer's own
+    arguments; those past the mask (cross-attention inputs, a cache: an encoder has none) are not used."""
     attention = layer.attention.self
     batch, length = hidden_states.shape[:2]
     first = hidden_states[:, :1]
@@ -86,12 +88,8 @@ def only_first_token(backbone: nn.Module) -> Iterator[bool]:
         yield False
         return
     layer, attend = found
-
-    def forward(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args: Any,
-                **kwargs: Any) -> torch.Tensor:
-        return first_token_forward(layer, attend, hidden_states, attention_mask)
-
-    layer.forward = forward  # an instance attribute, removed on the way out: the module itself is unchanged
+    # An instance attribute, removed on the way out: the module itself is unchanged.
+    layer.forward = partial(first_token_forward, layer, attend)
     try:
         yield True
     finally:

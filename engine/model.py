@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,8 @@ class EngineModel(nn.Module):
 
     def forward(self, **batch: torch.Tensor) -> HeadOutput:
         inputs = {name: batch[name] for name in self.input_names if name in batch}
-        if getattr(self.head, "first_token_only", False):  # the last layer computes only what the head reads
-            with only_first_token(self.backbone):
-                output = self.backbone(**inputs, return_dict=True)
-        else:
+        # A head that reads the first token alone has the last layer compute only that (engine/first_token.py).
+        with only_first_token(self.backbone) if getattr(self.head, "first_token_only", False) else nullcontext():
             output = self.backbone(**inputs, return_dict=True)
         return self.head(output, batch)
 
