@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("compare", help="compare runs: one table of their differing settings and metrics, one plot")
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run directories (two or more)")
     p.add_argument("--output", "-o", type=Path, default=Path("comparison"),
-                   help="folder for index.html, comparison.png and comparison.csv (default: ./comparison)")
+                   help="folder for index.html, comparison.svg and comparison.csv (default: ./comparison)")
 
     p = commands.add_parser("plugins", help="list plugins, their versions, sources and hooks")
     p.add_argument("task_file", type=Path, nargs="?", help="also load the plugin modules this task file names")
@@ -274,7 +274,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     table = compare(args.run_dirs, args.output)
     Console(highlight=False).print(table)  # the command's output: standard output
-    console.info(f"Comparison: {args.output / 'index.html'} (plot: {args.output / 'comparison.png'}, table: "
+    console.info(f"Comparison: {args.output / 'index.html'} (plot: {args.output / 'comparison.svg'}, table: "
                  f"{args.output / 'comparison.csv'})")
     return 0
 

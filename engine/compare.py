@@ -36,7 +36,7 @@ def names_of(run_dirs: list[Path]) -> list[str]:
 
 
 def compare(run_dirs: list[Path], output: Path) -> Any:
-    """Write OUTPUT/index.html, comparison.png and comparison.csv; return the table as a rich Table."""
+    """Write OUTPUT/index.html, comparison.svg and comparison.csv; return the table as a rich Table."""
     from rich.table import Table
 
     if len(run_dirs) < 2:
@@ -75,19 +75,16 @@ def plot(section: Any, runs: list[dict[str, Any]], names: list[str]) -> None:
     monitor = next((r["monitor"] for r in runs if r["monitor"]), None)
     if monitor is None:
         monitor = next((k for r in runs for e in r["evaluations"] for k in e if "." in k), None)
-    figure = section.figure("comparison", f"{monitor or 'validation'} and training loss of each run, by optimizer "
-                            "step.", size=(12, 4.2))
-    left, right = figure.subplots(1, 2)
-    for name, run in zip(names, runs):
+    from engine.charts import COLOURS, Panel, figure
+
+    left = Panel(monitor or "no evaluations", xlabel="step", ylabel=monitor or "")
+    right = Panel("Training loss", xlabel="step", ylabel="loss")
+    for i, (name, run) in enumerate(zip(names, runs)):
         points = [(e["step"], e[monitor]) for e in run["evaluations"] if monitor in e]
         if points:
-            left.plot(*zip(*points), marker="o", ms=3, label=name)
+            left.line(*zip(*points), label=name, colour=COLOURS[i % len(COLOURS)], markers=True)
         losses = [(t["step"], t["loss"]) for t in run["train"] if "loss" in t]
         if losses:
-            right.plot(*zip(*losses), lw=1, label=name)
-    left.set(title=monitor or "no evaluations", xlabel="step", ylabel=monitor or "")
-    right.set(title="Training loss", xlabel="step", ylabel="loss")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend(fontsize="small")
+            right.line(*zip(*losses), label=name, colour=COLOURS[i % len(COLOURS)], width=1)
+    section.svg("comparison", f"{monitor or 'validation'} and training loss of each run, by optimizer step.",
+                figure([left, right], width=1200, height=440))

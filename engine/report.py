@@ -1,9 +1,10 @@
-"""The run report: RUN_DIR/report/index.html, with PNG images beside it, made from what the run directory holds.
+"""The run report: RUN_DIR/report/index.html, with its images beside it, made from what the run directory holds.
 
 Written when a run ends (``training.report``) and again by ``engine report RUN_DIR``, also for a run that was
 killed: the learning curves come from history.jsonl, the task's sections from predictions/SPLIT.jsonl (the best
 model's, saved at each improvement), the tables from task.json and manifest.json. A task adds its own sections with
-``Task.report`` (see docs/plugins.md); plots are matplotlib figures, drawn without a display.
+``Task.report`` (see docs/plugins.md). The built-in charts are SVG drawn by engine.charts (no matplotlib import at the
+end of every run); ``Section.figure`` gives a plugin a matplotlib figure, saved as PNG, drawn without a display.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ class Section:
         self.parts.append(("table", ([str(h) for h in header], [[cell(v) for v in row] for row in rows])))
         return self
 
+    def svg(self, name: str, caption: str, markup: str) -> Section:
+        """An SVG image (a whole ``<svg>`` document, such as engine.charts draws), saved as ``name``.svg when the
+        report is written. Names are made unique within the report."""
+        self.parts.append(("image", (self.report.unique_name(name, ".svg"), caption, markup)))
+        return self
+
     def figure(self, name: str, caption: str, size: tuple[float, float] = (6.4, 4.4)) -> Figure:
         """A new matplotlib figure (``size`` in inches), saved as ``name``.png when the report is written: draw on it
         (``fig.subplots()``); give its axes labels and a title. Names are made unique within the report."""
@@ -65,12 +72,12 @@ class Report:
         self.sections.append(section)
         return section
 
-    def unique_name(self, name: str) -> str:
+    def unique_name(self, name: str, suffix: str = ".png") -> str:
         stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "figure"
-        file, n = f"{stem}.png", 1
+        file, n = f"{stem}{suffix}", 1
         while file in self._names:
             n += 1
-            file = f"{stem}-{n}.png"
+            file = f"{stem}-{n}{suffix}"
         self._names.add(file)
         return file
 
@@ -84,7 +91,12 @@ class Report:
                     tmp = self.directory / f".{file}.tmp.png"
                     figure.savefig(tmp, dpi=110)
                     tmp.replace(self.directory / file)
-        for stale in self.directory.glob("*.png"):
+                elif kind == "image":
+                    file, _, markup = value
+                    tmp = self.directory / f".{file}.tmp"
+                    tmp.write_text(markup, encoding="utf-8")
+                    tmp.replace(self.directory / file)
+        for stale in [*self.directory.glob("*.png"), *self.directory.glob("*.svg")]:
             if stale.name not in self._names:
                 stale.unlink()
         index = self.directory / "index.html"
@@ -275,35 +287,28 @@ def summary_section(section: Section, run_dir: Path, config: dict[str, Any], man
 
 def learning_curves(section: Section, train: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> None:
     """Training and validation loss, the other validation metrics, and the learning rate, by optimizer step."""
-    figure = section.figure("learning_curves", "Loss, validation metrics and learning rate by optimizer step.",
-                            size=(13, 3.8))
-    loss_ax, metric_ax, lr_ax = figure.subplots(1, 3)
-    steps = [r["step"] for r in train if "loss" in r]
-    if steps:
-        loss_ax.plot(steps, [r["loss"] for r in train if "loss" in r], label="training", color="tab:blue", lw=1)
+    from engine.charts import BLUE, COLOURS, GREEN, ORANGE, Panel, figure
+
+    def series(records: list[dict[str, Any]], key: str) -> tuple[list[Any], list[Any]]:
+        return [r.get("step") for r in records if key in r], [r[key] for r in records if key in r]
+
+    loss = Panel("Loss", xlabel="step", ylabel="loss")
+    if any("loss" in r for r in train):
+        loss.line(*series(train, "loss"), label="training", colour=BLUE, width=1)
     evaluated = {key for r in evaluations for key in r if "." in key}
     for key in sorted(k for k in evaluated if k.endswith(".loss")):
-        points = [(r["step"], r[key]) for r in evaluations if key in r]
-        loss_ax.plot(*zip(*points), marker="o", ms=3, label=key.split(".")[0], color="tab:orange")
-    loss_ax.set(title="Loss", xlabel="step", ylabel="loss")
-    if loss_ax.has_data():
-        loss_ax.legend()
+        loss.line(*series(evaluations, key), label=key.split(".")[0], colour=ORANGE, markers=True)
+    metrics = Panel("Validation metrics", xlabel="step", ylabel="value")
     others = sorted(k for k in evaluated if not k.endswith(".loss"))
-    for key in others[:10]:
-        points = [(r["step"], r[key]) for r in evaluations if key in r]
-        metric_ax.plot(*zip(*points), marker="o", ms=3, label=key)
-    metric_ax.set(title="Validation metrics", xlabel="step", ylabel="value")
-    if others:
-        metric_ax.legend(fontsize="small")
-    else:
-        metric_ax.text(0.5, 0.5, "no evaluations", ha="center", va="center", transform=metric_ax.transAxes)
-    lr = [(r["step"], r["lr"]) for r in train if "lr" in r]
-    if lr:
-        lr_ax.plot(*zip(*lr), color="tab:green")
-    lr_ax.set(title="Learning rate", xlabel="step", ylabel="learning rate")
-    lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-    for ax in (loss_ax, metric_ax, lr_ax):
-        ax.grid(alpha=0.3)
+    for i, key in enumerate(others[:10]):
+        metrics.line(*series(evaluations, key), label=key, colour=COLOURS[i], markers=True)
+    if not others:
+        metrics.note("no evaluations")
+    lr = Panel("Learning rate", xlabel="step", ylabel="learning rate")
+    if any("lr" in r for r in train):
+        lr.line(*series(train, "lr"), colour=GREEN)
+    section.svg("learning_curves", "Loss, validation metrics and learning rate by optimizer step.",
+                figure([loss, metrics, lr], width=1320, height=400))
 
 
 def manifest_section(section: Section, manifest: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ import json
 import math
 import struct
 from collections import Counter
+from xml.etree import ElementTree
 
 import pytest
 
@@ -15,6 +16,16 @@ def png_size(path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     return struct.unpack(">II", data[16:24])
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_of(path):
+    """The parsed SVG document (a parse error fails the test), and its size in pixels."""
+    root = ElementTree.parse(path).getroot()
+    assert root.tag == f"{SVG}svg", f"{path} is not an SVG document"
+    return root, (float(root.get("width")), float(root.get("height")))
 
 
 def test_a_run_leaves_a_report_predictions_and_tensorboard_events(tiny_task, run_engine):
@@ -28,12 +39,20 @@ def test_a_run_leaves_a_report_predictions_and_tensorboard_events(tiny_task, run
     run = path.parent / "runs" / "tiny"
     steps = json.loads((run / "manifest.json").read_text())["steps"]
 
-    # The report: its images are real PNGs of a legible size, and the page shows them and the run's numbers.
+    # The report: its images are SVG documents of a legible size, and the page shows them and the run's numbers.
     page = (run / "report" / "index.html").read_text()
-    for image in ("learning_curves.png", "confusion_matrix.png"):
-        width, height = png_size(run / "report" / image)
+    for image in ("learning_curves.svg", "confusion_matrix.svg"):
+        _, (width, height) = svg_of(run / "report" / image)
         assert width >= 400 and height >= 300
         assert f'src="{image}"' in page
+    # The loss curve has a point for every logged step; the matrix's cells count every validation row.
+    history = [json.loads(line) for line in (run / "history.jsonl").open()]
+    curves, _ = svg_of(run / "report" / "learning_curves.svg")
+    loss_line = curves.find(f".//{SVG}polyline").get("points").split()
+    assert len(loss_line) == sum("loss" in h for h in history if h["event"] == "train") == steps
+    matrix, _ = svg_of(run / "report" / "confusion_matrix.svg")
+    cells = [int(t.text) for t in matrix.iter(f"{SVG}text") if t.text.isdigit() and t.get("font-size") != "10"]
+    assert len(cells) == 9 and sum(cells) == 24
     for title in ("Summary", "Learning curves", "Per-label scores: validation", "Confusion matrix: validation",
                   "Settings", "Manifest"):
         assert f"<h2>{title}" in page
@@ -84,7 +103,7 @@ def test_engine_report_remakes_the_report_of_a_killed_run(tiny_task, run_engine)
     assert "stopped before it finished" in page
     assert "its last evaluation" in page
     assert "Confusion matrix: validation" in page  # from the best predictions saved while it ran
-    assert png_size(run / "report" / "learning_curves.png")[0] >= 400
+    assert svg_of(run / "report" / "learning_curves.svg")[1][0] >= 400
 
 
 def test_engine_report_refuses_what_is_not_a_run(tmp_path, run_engine):
@@ -120,7 +139,8 @@ def test_engine_compare_tabulates_what_differs_and_plots_the_runs(tiny_task, run
     for name in ("slow", "fast"):
         accuracy = json.loads((runs / name / "metrics.json").read_text())["validation"]["accuracy"]
         assert float(rows["validation.accuracy"][["slow", "fast"].index(name)]) == pytest.approx(accuracy)
-    assert png_size(tmp_path / "cmp" / "comparison.png")[0] >= 600
+    plot, (width, _) = svg_of(tmp_path / "cmp" / "comparison.svg")
+    assert width >= 600 and {"slow", "fast"} <= {t.text for t in plot.iter(f"{SVG}text")}  # the legend
     assert "optimizer.lr" in result.stdout
 
     alone = run_engine("compare", runs / "slow")
@@ -168,7 +188,11 @@ def test_classification_sections_match_scikit_learn(tmp_path):
     pairs = Counter(zip(true, predicted))
     assert (matrix_of(labels, pairs) == confusion_matrix(true, predicted, labels=labels)).all()
     report.write()
-    assert png_size(tmp_path / "confusion_matrix.png")[0] >= 300
+    matrix, (width, _) = svg_of(tmp_path / "confusion_matrix.svg")
+    assert width >= 300
+    texts = [t.text for t in matrix.iter(f"{SVG}text")]
+    expected = confusion_matrix(true, predicted, labels=labels)
+    assert [int(t) for t in texts[:9]] == expected.ravel().tolist()  # the cells, row by row
 
 
 def test_multi_label_classification_has_scores_but_no_matrix(tmp_path):
@@ -216,7 +240,9 @@ def test_tagging_sections_match_seqeval(tmp_path):
     assert sorted(row[:4] for row in rows) == [["LOC", "O (missed)", "missed", "1"], ["ORG", "ORG", "boundary", "1"],
                                                ["PER", "LOC", "type", "1"]]
     report.write()
-    assert png_size(tmp_path / "entity_f1.png")[0] >= 300
+    bars, (width, _) = svg_of(tmp_path / "entity_f1.svg")
+    assert width >= 300 and {"LOC (2)", "ORG (1)", "PER (2)", "f1", "precision", "recall"} <= {
+        t.text for t in bars.iter(f"{SVG}text")}
 
 
 def test_regression_sections_match_numpy(tmp_path):
@@ -237,11 +263,14 @@ def test_regression_sections_match_numpy(tmp_path):
             [np.abs(residual).mean(), math.sqrt((residual ** 2).mean()), residual.mean(),
              np.corrcoef(predicted[:, j], true[:, j])[0, 1]], abs=1e-4)
     report.write()
-    assert {p.name for p in tmp_path.glob("*.png")} == {"regression_similarity.png", "regression_fluency.png"}
+    assert {p.name for p in tmp_path.glob("*.svg")} == {"regression_similarity.svg", "regression_fluency.svg"}
+    plot, _ = svg_of(tmp_path / "regression_similarity.svg")
+    assert len(list(plot.iter(f"{SVG}circle"))) == 2 * 40  # every row, in both panels
 
 
 def test_a_written_report_escapes_text_and_keeps_only_its_own_images(tmp_path):
     (tmp_path / "old.png").write_bytes(b"stale")
+    (tmp_path / "old.svg").write_text("<svg/>")
     report = Report(tmp_path, "<run>")
     section = report.section("a & b")
     section.text("<script>alert(1)</script>")
@@ -249,10 +278,12 @@ def test_a_written_report_escapes_text_and_keeps_only_its_own_images(tmp_path):
     figure = section.figure("same", "first")
     figure.subplots().plot([0, 1], [0, 1])
     section.figure("same", "second").subplots().plot([1, 0])
+    section.svg("same", "third", '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
     page = report.write().read_text()
     assert "<script>" not in page and "&lt;script&gt;" in page and "<h2>a &amp; b</h2>" in page
     assert "<td>0.5000</td>" in page and "<td>1e-05</td>" in page
     assert {p.name for p in tmp_path.glob("*.png")} == {"same.png", "same-2.png"}
+    assert {p.name for p in tmp_path.glob("*.svg")} == {"same.svg"} and 'src="same.svg"' in page
 
 
 def test_write_report_needs_a_run_directory(tmp_path):

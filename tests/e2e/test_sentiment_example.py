@@ -28,7 +28,7 @@ def test_example_task_trains_predicts_and_evaluates(tmp_path):
     run_dir = tmp_path / "runs" / "sentiment"
     # The "must show": a report with a learning curve and a confusion matrix, TensorBoard's loss scalar.
     report = run_dir / "report"
-    assert {"index.html", "learning_curves.png", "confusion_matrix.png"} <= {p.name for p in report.iterdir()}
+    assert {"index.html", "learning_curves.svg", "confusion_matrix.svg"} <= {p.name for p in report.iterdir()}
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir / "tensorboard"))

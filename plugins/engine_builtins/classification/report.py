@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
 from engine.report import Report
 from engine_builtins.classification.metrics import _labels, counts, precision_recall_f1
 
@@ -37,34 +39,21 @@ def classification_report(report: Report, split: str, predictions: list[Any], re
 
 def confusion_matrix(section: Any, split: str, labels: list[str], pairs: Counter[tuple[str, str]],
                      total_labels: int) -> None:
-    import numpy as np
+    from engine.charts import heatmap
 
-    n = len(labels)
     matrix = matrix_of(labels, pairs)
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    side = min(3.0 + 0.45 * n, 14.0)
     caption = ("Rows: the true label; columns: the predicted label; colour: the share of the row (recall on the "
                "diagonal).")
-    if n < total_labels:
-        caption += f" The {n} most frequent of {total_labels} labels."
-    figure = section.figure("confusion_matrix", caption, size=(side + 1.2, side))
-    ax = figure.subplots()
-    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    figure.colorbar(image, ax=ax, label="share of the true label's rows", shrink=0.8)
-    ax.set_xticks(range(n), labels, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
-    ax.set_yticks(range(n), labels)
-    ax.set(xlabel="predicted label", ylabel="true label", title=f"Confusion matrix: {split.split(' (')[0]}")
-    if n <= 20:
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=9,
-                        color="white" if share[i, j] > 0.6 else "black")
+    if len(labels) < total_labels:
+        caption += f" The {len(labels)} most frequent of {total_labels} labels."
+    section.svg("confusion_matrix", caption, heatmap(
+        share.tolist(), labels, counts=matrix.tolist(), title=f"Confusion matrix: {split.split(' (')[0]}",
+        xlabel="predicted label", ylabel="true label", scale_label="share of the true label's rows"))
 
 
 def matrix_of(labels: list[str], pairs: Counter[tuple[str, str]]) -> Any:
     """Counts of (true, predicted) label pairs as a matrix: row i the true ``labels[i]``, column j the predicted."""
-    import numpy as np
-
     index = {name: i for i, name in enumerate(labels)}
     matrix = np.zeros((len(labels), len(labels)), dtype=int)
     for (true, predicted), count in pairs.items():

@@ -29,22 +29,18 @@ def regression_report(report: Report, split: str, predictions: list[Any], refere
         rows.append([name, n, sum(abs(r) for r in residuals) / n, math.sqrt(sum(r * r for r in residuals) / n),
                      sum(residuals) / n, _pearson(p, t)])
     section.table(["target", "rows", "MAE", "RMSE", "mean residual (bias)", "Pearson r"], rows)
+    from engine.charts import PURPLE, RED, Panel, figure
+
     for j, name in enumerate(names[:MAX_TARGETS]):
         p, t = [row[j] for row in predicted], [row[j] for row in true]
-        figure = section.figure(f"regression_{name}", f"{name}: predicted against true (the diagonal is a perfect "
-                                "prediction), and the residual (predicted - true) against the true value.",
-                                size=(10, 4.2))
-        left, right = figure.subplots(1, 2)
         low, high = min(min(p), min(t)), max(max(p), max(t))
-        left.scatter(t, p, s=10, alpha=0.5, edgecolors="none")
-        left.plot([low, high], [low, high], color="tab:red", lw=1, label="predicted = true")
-        left.set(xlabel=f"true {name}", ylabel=f"predicted {name}", title=f"Predicted vs true: {name}")
-        left.legend(loc="upper left")
-        right.scatter(t, [a - b for a, b in zip(p, t)], s=10, alpha=0.5, edgecolors="none", color="tab:purple")
-        right.axhline(0, color="tab:red", lw=1)
-        right.set(xlabel=f"true {name}", ylabel="residual (predicted - true)", title=f"Residuals: {name}")
-        for ax in (left, right):
-            ax.grid(alpha=0.3)
+        left = Panel(f"Predicted vs true: {name}", xlabel=f"true {name}", ylabel=f"predicted {name}")
+        left.scatter(t, p).line([low, high], [low, high], label="predicted = true", colour=RED, width=1)
+        right = Panel(f"Residuals: {name}", xlabel=f"true {name}", ylabel="residual (predicted - true)")
+        right.scatter(t, [a - b for a, b in zip(p, t)], colour=PURPLE).hline(0)
+        section.svg(f"regression_{name}", f"{name}: predicted against true (the diagonal is a perfect prediction), "
+                    "and the residual (predicted - true) against the true value.",
+                    figure([left, right], width=1100, height=460))
 
 
 def _pearson(a: list[float], b: list[float]) -> float:

@@ -47,22 +47,15 @@ def tagging_report(report: Report, split: str, predictions: list[Any], reference
                   [[t, s["precision"], s["recall"], s["f1"], counts.true[t], counts.predicted[t]]
                    for t, s in scores.items()])
     if scores:
+        from engine.charts import Panel, figure
+
         types = list(scores)
-        figure = section.figure("entity_f1", "F1, precision and recall of each entity type.",
-                                size=(8, 1.2 + 0.45 * len(types)))
-        ax = figure.subplots()
-        positions = range(len(types))
-        height = 0.27
-        for offset, (key, colour) in enumerate((("f1", "tab:blue"), ("precision", "tab:orange"),
-                                                ("recall", "tab:green"))):
-            ax.barh([i + (offset - 1) * height for i in positions], [scores[t][key] for t in types], height,
-                    label=key, color=colour)
-        ax.set_yticks(list(positions), [f"{t} ({counts.true[t]})" for t in types])
-        ax.invert_yaxis()
-        ax.set(xlim=(0, 1), xlabel="score", ylabel="entity type (true entities)",
-               title=f"Entity scores by type: {split.split(' (')[0]}")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")  # beside the bars, not on them
-        ax.grid(axis="x", alpha=0.3)
+        panel = Panel(f"Entity scores by type: {split.split(' (')[0]}", xlabel="score",
+                      ylabel="entity type (true entities)", xlim=(0, 1))
+        panel.barh([f"{t} ({counts.true[t]})" for t in types],
+                   [(key, [scores[t][key] for t in types]) for key in ("f1", "precision", "recall")])
+        section.svg("entity_f1", "F1, precision and recall of each entity type.",
+                    figure([panel], width=880, height=round(110 + 40 * len(types)), legend_outside=True))
 
     errors = entity_errors(predictions, references)
     section = report.section(f"Most frequent entity errors: {split}")
