@@ -66,31 +66,38 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def tick_label(value: float, ticks: Sequence[float]) -> str:
-    """A tick's text, with as many decimals as the step between ticks needs (no float noise such as 0.30000004)."""
+    """A tick's text, with as many decimals as the step between ticks needs (no float noise such as 0.30000004);
+    tiny or huge ticks in powers of ten (8e-5, 2.5e6)."""
     if value == 0:
         return "0"
     step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else abs(value)
     biggest = max(abs(t) for t in ticks)
-    if step < 1e-3 or biggest >= 1e6:  # significant digits enough to tell the ticks apart
+    if biggest < 1e-3 or biggest >= 1e6:  # significant digits enough to tell the ticks apart
         digits = max(1, math.ceil(math.log10(biggest / step) - 1e-9) + 1)
-        return f"{value:.{digits}g}".replace("e-0", "e-").replace("e+0", "e")
+        mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+        if "." in mantissa:
+            mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{mantissa}e{int(exponent)}"
     decimals = 0
-    while decimals < 6 and abs(round(step, decimals) - step) > step * 1e-6:
+    while decimals < 12 and abs(round(step, decimals) - step) > step * 1e-6:
         decimals += 1
     return f"{value:.{decimals}f}"
 
 
-def _range(values: list[float], fixed: tuple[float, float] | None, pad: float = 0.05) -> tuple[float, float]:
+def _range(values: list[float], fixed: tuple[float, float] | None, pad: float = 0.05,
+           least: float = 0.0) -> tuple[float, float]:
+    """The axis range: ``fixed``, or the values' with a margin of ``pad`` on each side; a span under ``least`` times
+    the largest magnitude is widened to that, so that differences in the 5th decimal do not fill the axis."""
     if fixed is not None:
         return fixed
     if not values:
         return 0.0, 1.0
     low, high = min(values), max(values)
-    if high == low:
-        half = abs(low) * 0.05 or 0.5
-        return low - half, high + half
-    margin = (high - low) * pad
-    return low - margin, high + margin
+    span = max(high - low, least * max(abs(low), abs(high)))
+    if span == 0:
+        return low - 0.5, high + 0.5
+    middle = (low + high) / 2
+    return middle - span * (0.5 + pad), middle + span * (0.5 + pad)
 
 
 def _text(x: float, y: float, text: str, *, anchor: str = "middle", size: int = FONT_SIZE, weight: str = "normal",
@@ -177,7 +184,7 @@ class Panel:
             return _range([0.0, *values], self.xlim, pad=0.02), (0.0, float(len(self.categories)))
         xs = [x for m in self.marks if m.kind != "hline" for x, _ in m.points]
         ys = [y for m in self.marks for _, y in m.points]
-        return _range(xs, self.xlim), _range(ys, self.ylim)
+        return _range(xs, self.xlim), _range(ys, self.ylim, least=0.01)
 
     def _integer_x(self) -> bool:
         xs = [x for m in self.marks if m.kind in ("line", "scatter") for x, _ in m.points]

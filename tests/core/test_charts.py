@@ -54,6 +54,11 @@ def test_tick_labels_carry_no_float_noise():
     assert [tick_label(t, ticks) for t in ticks] == ["0", "0.1", "0.2", "0.3", "0.4", "0.5"]
     ticks = nice_ticks(0.0, 5e-5)
     assert [tick_label(t, ticks) for t in ticks] == ["0", "1e-5", "2e-5", "3e-5", "4e-5", "5e-5"]
+    ticks = nice_ticks(0.0, 1e-4)
+    assert [tick_label(t, ticks) for t in ticks] == ["0", "2e-5", "4e-5", "6e-5", "8e-5", "1e-4"]
+    ticks = nice_ticks(0.92248, 0.92251)
+    assert [tick_label(t, ticks) for t in ticks] == ["0.922480", "0.922485", "0.922490", "0.922495", "0.922500",
+                                                     "0.922505", "0.922510"]
     ticks = nice_ticks(0, 1000)
     assert tick_label(ticks[1], ticks) == "200"
     ticks = nice_ticks(2e6, 3e6)
@@ -73,6 +78,16 @@ def test_points_land_where_their_values_say():
     assert x1 - x0 == pytest.approx(x2 - x1, abs=0.11) and y0 - y1 == pytest.approx(y1 - y2, abs=0.11)  # linear
     labels = {t.text for t in root.iter(f"{SVG}text")}
     assert {"t", "x", "y", "a", "0", "10"} <= labels
+
+
+def test_differences_far_below_the_values_do_not_fill_the_axis():
+    flat = Panel().line([1, 2], [0.9225, 0.92249])  # a metric that did not move: 1e-5 of 0.92
+    root = parse(figure([flat]))
+    (line,) = polylines(root)
+    _, top, _, bottom = plot_area(root)
+    assert abs(line[0][1] - line[1][1]) < 0.01 * (bottom - top)
+    ticks = [float(t.text) for t in root.iter(f"{SVG}text") if re.fullmatch(r"0\.\d+", t.text)]
+    assert max(ticks) - min(ticks) >= 0.005
 
 
 def test_missing_and_non_finite_values_are_left_out():
