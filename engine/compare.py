@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from engine.charts import COLOURS, Panel, figure
 from engine.errors import EngineError
 from engine.report import Report, cell, check_run_dir, flatten, read_history, read_json
 
@@ -75,8 +76,6 @@ def plot(section: Any, runs: list[dict[str, Any]], names: list[str]) -> None:
     monitor = next((r["monitor"] for r in runs if r["monitor"]), None)
     if monitor is None:
         monitor = next((k for r in runs for e in r["evaluations"] for k in e if "." in k), None)
-    from engine.charts import COLOURS, Panel, figure
-
     left = Panel(monitor or "no evaluations", xlabel="step", ylabel=monitor or "")
     right = Panel("Training loss", xlabel="step", ylabel="loss")
     for i, (name, run) in enumerate(zip(names, runs)):

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import charts
 from engine.errors import RunDirError
 
 if TYPE_CHECKING:
@@ -287,28 +288,27 @@ def summary_section(section: Section, run_dir: Path, config: dict[str, Any], man
 
 def learning_curves(section: Section, train: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> None:
     """Training and validation loss, the other validation metrics, and the learning rate, by optimizer step."""
-    from engine.charts import BLUE, COLOURS, GREEN, ORANGE, Panel, figure
 
     def series(records: list[dict[str, Any]], key: str) -> tuple[list[Any], list[Any]]:
         return [r.get("step") for r in records if key in r], [r[key] for r in records if key in r]
 
-    loss = Panel("Loss", xlabel="step", ylabel="loss")
+    loss = charts.Panel("Loss", xlabel="step", ylabel="loss")
     if any("loss" in r for r in train):
-        loss.line(*series(train, "loss"), label="training", colour=BLUE, width=1)
+        loss.line(*series(train, "loss"), label="training", colour=charts.BLUE, width=1)
     evaluated = {key for r in evaluations for key in r if "." in key}
     for key in sorted(k for k in evaluated if k.endswith(".loss")):
-        loss.line(*series(evaluations, key), label=key.split(".")[0], colour=ORANGE, markers=True)
-    metrics = Panel("Validation metrics", xlabel="step", ylabel="value")
+        loss.line(*series(evaluations, key), label=key.split(".")[0], colour=charts.ORANGE, markers=True)
+    metrics = charts.Panel("Validation metrics", xlabel="step", ylabel="value")
     others = sorted(k for k in evaluated if not k.endswith(".loss"))
     for i, key in enumerate(others[:10]):
-        metrics.line(*series(evaluations, key), label=key, colour=COLOURS[i], markers=True)
+        metrics.line(*series(evaluations, key), label=key, colour=charts.COLOURS[i], markers=True)
     if not others:
         metrics.note("no evaluations")
-    lr = Panel("Learning rate", xlabel="step", ylabel="learning rate")
+    lr = charts.Panel("Learning rate", xlabel="step", ylabel="learning rate")
     if any("lr" in r for r in train):
-        lr.line(*series(train, "lr"), colour=GREEN)
+        lr.line(*series(train, "lr"), colour=charts.GREEN)
     section.svg("learning_curves", "Loss, validation metrics and learning rate by optimizer step.",
-                figure([loss, metrics, lr], width=1320, height=400))
+                charts.figure([loss, metrics, lr], width=1320, height=400))
 
 
 def manifest_section(section: Section, manifest: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.charts import heatmap
 from engine.report import Report
 from engine_builtins.classification.metrics import _labels, counts, precision_recall_f1
 
@@ -39,8 +40,6 @@ def classification_report(report: Report, split: str, predictions: list[Any], re
 
 def confusion_matrix(section: Any, split: str, labels: list[str], pairs: Counter[tuple[str, str]],
                      total_labels: int) -> None:
-    from engine.charts import heatmap
-
     matrix = matrix_of(labels, pairs)
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     caption = ("Rows: the true label; columns: the predicted label; colour: the share of the row (recall on the "

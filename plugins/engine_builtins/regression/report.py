@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from engine.charts import PURPLE, RED, Panel, figure
 from engine.report import Report
 
 MAX_TARGETS = 6  # targets plotted; the table has them all
@@ -29,8 +30,6 @@ def regression_report(report: Report, split: str, predictions: list[Any], refere
         rows.append([name, n, sum(abs(r) for r in residuals) / n, math.sqrt(sum(r * r for r in residuals) / n),
                      sum(residuals) / n, _pearson(p, t)])
     section.table(["target", "rows", "MAE", "RMSE", "mean residual (bias)", "Pearson r"], rows)
-    from engine.charts import PURPLE, RED, Panel, figure
-
     for j, name in enumerate(names[:MAX_TARGETS]):
         p, t = [row[j] for row in predicted], [row[j] for row in true]
         low, high = min(min(p), min(t)), max(max(p), max(t))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from engine.charts import Panel, figure
 from engine.report import Report
 from engine_builtins.tagging.metrics import _tags, count, per_type
 from engine_builtins.tagging.schemes import entities
@@ -47,8 +48,6 @@ def tagging_report(report: Report, split: str, predictions: list[Any], reference
                   [[t, s["precision"], s["recall"], s["f1"], counts.true[t], counts.predicted[t]]
                    for t, s in scores.items()])
     if scores:
-        from engine.charts import Panel, figure
-
         types = list(scores)
         panel = Panel(f"Entity scores by type: {split.split(' (')[0]}", xlabel="score",
                       ylabel="entity type (true entities)", xlim=(0, 1))
