@@ -120,25 +120,37 @@ def test_a_streamed_run_killed_in_its_second_pass_resumes_exactly(task, run_engi
 @pytest.mark.slow
 def test_sigkill_at_any_moment_leaves_a_resumable_run(task, run_engine):
     """Kills at random moments (mid-step, mid-checkpoint, mid-evaluation), each followed by a resume, until done."""
+    # The run not killed first: how long it goes on after its first logged step sets the window the kills fall in,
+    # so that they land inside the run on a fast machine and a slow one alike.
+    direct = task(output="runs/direct", save_steps=1, epochs=3)
+    process = engine("run", direct)
+    while not (direct.parent / "runs/direct/history.jsonl").exists() and process.poll() is None:
+        time.sleep(0.02)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    window = 0.9 * (time.monotonic() - started)
+
     path = task(save_steps=1, epochs=3)
     run_dir = path.parent / "runs/run"
     rng = random.Random(5)
     command = ["run", path]
+    kills = 0
     for _ in range(3):
         process = engine(*command)
         while not (run_dir / "history.jsonl").exists() and process.poll() is None:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.5))
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, window))
         process.send_signal(signal.SIGKILL)
         _, err = process.communicate(timeout=300)
         if process.returncode == 0:
             break
         assert process.returncode == -signal.SIGKILL, err
+        kills += 1
         command = ["run", path, "--resume"]
+    assert kills, f"the run ended before its kill, {window:.2f} s after its first step"
     result = run_engine(*command)
     assert result.exit_code == 0, result.stderr
-    direct = task(output="runs/direct", save_steps=1, epochs=3)
-    assert run_engine("run", direct).exit_code == 0
     assert_same_run(run_dir, path.parent / "runs/direct")
 
 
