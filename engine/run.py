@@ -6,7 +6,7 @@
       history.jsonl    one line per logged step and evaluation
       metrics.json     {"validation": {...}, "test": {...}} for the splits given
       predictions/     SPLIT.jsonl: line, prediction and reference per row (validation: the best model's)
-      report/          index.html and its PNG images (engine.report)
+      report/          index.html and its SVG charts (engine.report)
       tensorboard/     event files, with training.report_to ["tensorboard"] (engine.trackers)
       model/           the trained model (written to model.tmp/, then renamed)
       checkpoints/     step-N/ (the newest K, for --resume) and best.safetensors; see engine.checkpoints
