@@ -65,23 +65,29 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [0.0 if i == 0 else i * step for i in range(first, last + 1)]
 
 
-def tick_label(value: float, ticks: Sequence[float]) -> str:
-    """A tick's text, with as many decimals as the step between ticks needs (no float noise such as 0.30000004);
-    tiny or huge ticks in powers of ten (8e-5, 2.5e6)."""
-    if value == 0:
-        return "0"
-    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else abs(value)
+def tick_labels(ticks: Sequence[float]) -> list[str]:
+    """The ticks' texts, with as many decimals as the step between them needs (no float noise such as
+    0.30000004); tiny or huge ticks in powers of ten (8e-5, 2.5e6)."""
+    if not ticks:
+        return []
     biggest = max(abs(t) for t in ticks)
+    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else biggest
     if biggest < 1e-3 or biggest >= 1e6:  # significant digits enough to tell the ticks apart
-        digits = max(1, math.ceil(math.log10(biggest / step) - 1e-9) + 1)
-        mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
-        if "." in mantissa:
-            mantissa = mantissa.rstrip("0").rstrip(".")
-        return f"{mantissa}e{int(exponent)}"
-    decimals = 0
-    while decimals < 12 and abs(round(step, decimals) - step) > step * 1e-6:
-        decimals += 1
-    return f"{value:.{decimals}f}"
+        digits = max(1, math.ceil(math.log10(biggest / step) - 1e-9) + 1) if biggest else 1
+
+        def text(value: float) -> str:
+            mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+            if "." in mantissa:
+                mantissa = mantissa.rstrip("0").rstrip(".")
+            return f"{mantissa}e{int(exponent)}"
+    else:
+        decimals = 0
+        while decimals < 12 and abs(round(step, decimals) - step) > step * 1e-6:
+            decimals += 1
+
+        def text(value: float) -> str:
+            return f"{value:.{decimals}f}"
+    return ["0" if t == 0 else text(t) for t in ticks]
 
 
 def _range(values: list[float], fixed: tuple[float, float] | None, pad: float = 0.05,
@@ -202,7 +208,7 @@ class Panel:
         if self._integer_x():  # optimizer steps, trials: no tick between two whole numbers
             xticks = [t for t in xticks if t == int(t)] or [float(round((x0 + x1) / 2))]
         yticks = [] if self.categories else nice_ticks(y0, y1)
-        ylabels = self.categories if self.categories else [tick_label(t, yticks) for t in yticks]
+        ylabels = self.categories if self.categories else tick_labels(yticks)
         entries = self.legend_entries()
         legend_width = max((_width(m.label or "") for m in entries), default=0) + 34
         left_margin = (22 if self.ylabel else 6) + max((_width(t) for t in ylabels), default=0) + 8
@@ -219,11 +225,11 @@ class Panel:
 
         out = [f'<rect x="{plot_x:.1f}" y="{plot_y:.1f}" width="{plot_w:.1f}" height="{plot_h:.1f}" fill="white" '
                f'stroke="{FRAME}"/>']
-        for t in xticks:
+        for t, text in zip(xticks, tick_labels(xticks)):
             x = sx(t)
             out.append(f'<line x1="{x:.1f}" y1="{plot_y:.1f}" x2="{x:.1f}" y2="{plot_y + plot_h:.1f}" '
                        f'stroke="{GRID}"/>')
-            out.append(_text(x, plot_y + plot_h + 15, tick_label(t, xticks), colour=MUTED))
+            out.append(_text(x, plot_y + plot_h + 15, text, colour=MUTED))
         if self.categories:
             for i, name in enumerate(self.categories):
                 out.append(_text(plot_x - 6, sy(len(self.categories) - i - 0.5), name, anchor="end", colour=MUTED,
@@ -275,19 +281,7 @@ class Panel:
                 lx, ly = plot_x + plot_w + 10, plot_y
             else:
                 lx, ly = self._legend_corner(plot_x, plot_y, plot_w, plot_h, legend_width, box_h, sx, sy)
-            out.append(f'<rect x="{lx:.1f}" y="{ly:.1f}" width="{legend_width:.1f}" height="{box_h}" fill="white" '
-                       f'fill-opacity="0.85" stroke="{FRAME}" rx="3"/>')
-            for i, mark in enumerate(entries):
-                y = ly + 14 + 20 * i
-                if mark.kind in ("scatter", "bars") or (mark.kind == "line" and mark.markers):
-                    shape = (f'<rect x="{lx + 8:.1f}" y="{y - 5:.1f}" width="16" height="10" fill="{mark.colour}"/>'
-                             if mark.kind == "bars" else
-                             f'<circle cx="{lx + 16:.1f}" cy="{y:.1f}" r="3.5" fill="{mark.colour}"/>')
-                    out.append(shape)
-                if mark.kind in ("line", "hline"):
-                    out.append(f'<line x1="{lx + 6:.1f}" y1="{y:.1f}" x2="{lx + 26:.1f}" y2="{y:.1f}" '
-                               f'stroke="{mark.colour}" stroke-width="2"/>')
-                out.append(_text(lx + 30, y, mark.label or "", anchor="start", baseline="central"))
+            out.extend(_legend(entries, lx, ly, legend_width, box_h))
         return out
 
     def _legend_corner(self, plot_x: float, plot_y: float, plot_w: float, plot_h: float, box_w: float, box_h: float,
@@ -298,6 +292,23 @@ class Panel:
         screen = [(sx(x), sy(y)) for m in self.marks if m.kind in ("line", "scatter") for x, y in m.points]
         return min(corners, key=lambda c: sum(c[0] <= x <= c[0] + box_w and c[1] <= y <= c[1] + box_h
                                               for x, y in screen))
+
+
+def _legend(entries: Sequence[Mark], left: float, top: float, width: float, height: float) -> list[str]:
+    """A legend box at (left, top): each entry's swatch (a line, a dot or a bar, as it is drawn) and its label."""
+    out = [f'<rect x="{left:.1f}" y="{top:.1f}" width="{width:.1f}" height="{height:g}" fill="white" '
+           f'fill-opacity="0.85" stroke="{FRAME}" rx="3"/>']
+    for i, mark in enumerate(entries):
+        y = top + 14 + 20 * i
+        if mark.kind == "bars":
+            out.append(f'<rect x="{left + 8:.1f}" y="{y - 5:.1f}" width="16" height="10" fill="{mark.colour}"/>')
+        elif mark.kind == "scatter" or mark.markers:
+            out.append(f'<circle cx="{left + 16:.1f}" cy="{y:.1f}" r="3.5" fill="{mark.colour}"/>')
+        if mark.kind in ("line", "hline"):
+            out.append(f'<line x1="{left + 6:.1f}" y1="{y:.1f}" x2="{left + 26:.1f}" y2="{y:.1f}" '
+                       f'stroke="{mark.colour}" stroke-width="2"/>')
+        out.append(_text(left + 30, y, mark.label or "", anchor="start", baseline="central"))
+    return out
 
 
 def figure(panels: Sequence[Panel], *, width: int = 640, height: int = 420, legend_outside: bool = False) -> str:

@@ -79,11 +79,12 @@ def plot(section: Any, runs: list[dict[str, Any]], names: list[str]) -> None:
     left = Panel(monitor or "no evaluations", xlabel="step", ylabel=monitor or "")
     right = Panel("Training loss", xlabel="step", ylabel="loss")
     for i, (name, run) in enumerate(zip(names, runs)):
+        colour = COLOURS[i % len(COLOURS)]  # a run's colour is the same in both panels
         points = [(e["step"], e[monitor]) for e in run["evaluations"] if monitor in e]
         if points:
-            left.line(*zip(*points), label=name, colour=COLOURS[i % len(COLOURS)], markers=True)
+            left.line(*zip(*points), label=name, colour=colour, markers=True)
         losses = [(t["step"], t["loss"]) for t in run["train"] if "loss" in t]
         if losses:
-            right.line(*zip(*losses), label=name, colour=COLOURS[i % len(COLOURS)], width=1)
+            right.line(*zip(*losses), label=name, colour=colour, width=1)
     section.svg("comparison", f"{monitor or 'validation'} and training loss of each run, by optimizer step.",
                 figure([left, right], width=1200, height=440))
