@@ -26,7 +26,7 @@ def worker(compiled: bool, steps: int) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from engine.model import resolve_model_path
+    from engine.model.encoder import resolve_model_path
 
     torch.manual_seed(0)
     batches = [torch.randint(1000, 29000, (32, int(n))) for n in torch.randint(8, 45, (steps,))]

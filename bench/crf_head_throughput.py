@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from engine.head import HeadOutput
-from engine.model import EngineModel, load_pretrained
-from engine.trainer import LengthGroupedBatches
+from engine.model.encoder import EngineModel, load_pretrained
+from engine.training.batching import LengthGroupedBatches
 from engine_builtins.optimizers import AdamWOptions, build_adamw
 from engine_builtins.tagging import ConllOptions, CrfOptions, SoftmaxOptions, TaggingOptions, build_crf, build_softmax
 from engine_builtins.tagging.readers import load_conll

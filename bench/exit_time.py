@@ -34,7 +34,7 @@ IMPORTS = STAMP + "import torch, transformers, datasets, matplotlib.figure\nfrom
 DRY_RUN = STAMP + "import sys\nfrom engine.cli import command\nsys.argv = ['engine', 'run', 'task.json', '--dry-run']\n"
 CONTENDERS = {
     "imports, Python's exit": (IMPORTS, {"ENGINE_FAST_EXIT": "0"}),
-    "imports, engine's exit": (IMPORTS + "from engine.shutdown import exit_process\nexit_process(0)\n", {}),
+    "imports, engine's exit": (IMPORTS + "from engine.cli.shutdown import exit_process\nexit_process(0)\n", {}),
     "engine run --dry-run, Python's exit": (DRY_RUN + "command()\n", {"ENGINE_FAST_EXIT": "0"}),
     "engine run --dry-run, engine's exit": (DRY_RUN + "command()\n", {}),
 }

@@ -37,7 +37,7 @@ def main() -> None:
     from transformers import AutoModel, AutoTokenizer
 
     from engine.head import HeadSpec
-    from engine.model import EngineModel, resolve_model_path
+    from engine.model.encoder import EngineModel, resolve_model_path
     from engine_builtins.heads.modules import LinearHead
 
     rows, _ = sample(args.data, args.rows, 0, seed=13)

@@ -34,7 +34,7 @@ CONFIGS = {
 # carries over exec from the spawning process).
 RUNNER = """
 import sys
-from engine.cli import main
+from engine.cli.commands import main
 code = main(sys.argv[1:])
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 print("PEAK_KB", int(status["VmHWM"].split()[0]), file=sys.stderr)

@@ -26,7 +26,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from engine.model import resolve_model_path
+    from engine.model.encoder import resolve_model_path
 
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"), num_labels=2)
     params = list(model.parameters())

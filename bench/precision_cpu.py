@@ -28,8 +28,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from engine.model import resolve_model_path
-    from engine.precision import cpu_has_native_bf16
+    from engine.model.encoder import resolve_model_path
+    from engine.training.precision import cpu_has_native_bf16
 
     torch.manual_seed(0)
     lengths = [int(n) for n in torch.randint(8, 41, (args.steps + 2,))]

@@ -75,7 +75,7 @@ def callback(register):
 
 
 def model_path() -> str:
-    from engine.model import resolve_model_path
+    from engine.model.encoder import resolve_model_path
 
     return resolve_model_path("all-MiniLM-L6-v2")
 

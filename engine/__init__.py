@@ -14,26 +14,26 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.callbacks import Callback, TrainerState
-    from engine.data import LINE, DataOptions, Split
+    from engine.data.split import LINE, DataOptions, Split
     from engine.errors import ConfigError, DataError, EngineError, PluginError
     from engine.head import HeadOutput, HeadSpec
     from engine.hookspecs import hookimpl
     from engine.registry import Augmentation, Metric, Register
-    from engine.report import Report
+    from engine.report.document import Report
     from engine.task import Task
 
-__version__ = "0.2.0"
+from engine.version import __version__
 
 # exported name -> the module that defines it
 _EXPORTS = {
     "Callback": "engine.callbacks", "TrainerState": "engine.callbacks",
-    "LINE": "engine.data", "DataOptions": "engine.data", "Split": "engine.data",
+    "LINE": "engine.data.split", "DataOptions": "engine.data.split", "Split": "engine.data.split",
     "ConfigError": "engine.errors", "DataError": "engine.errors", "EngineError": "engine.errors",
     "PluginError": "engine.errors",
     "HeadOutput": "engine.head", "HeadSpec": "engine.head",
     "hookimpl": "engine.hookspecs",
     "Augmentation": "engine.registry", "Metric": "engine.registry", "Register": "engine.registry",
-    "Report": "engine.report",
+    "Report": "engine.report.document",
     "Task": "engine.task",
 }
 

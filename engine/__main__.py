@@ -1,3 +1,3 @@
-from engine.cli import command
+from engine.cli.commands import command
 
 command()

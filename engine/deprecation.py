@@ -44,3 +44,21 @@ def warn_deprecated(key: str, who: str) -> None:
                f"{d.instead} instead ({d.guide})" + (f": {d.why}" if d.why else ""))
     warnings.warn(message, DeprecationWarning, stacklevel=3)
     console.warn(message)
+
+
+#: Module paths of engine 0.2 that moved when engine/ was arranged in rooms (0.3), each to its new path. The old
+#: path still imports, with a DeprecationWarning, until 0.4 (docs/plugins.md, 'Module paths in 0.3').
+MOVED_MODULES: dict[str, str] = {
+    "engine.charts": "engine.report.charts",
+    "engine.reference": "engine.cli.reference",
+    "engine.cache": "engine.data.cache",
+}
+MODULES_MOVED_IN, MOVED_MODULES_REMOVED_IN = "0.3", "0.4"
+
+
+def warn_moved(old: str) -> None:
+    """Warn that module ``old`` moved (called by the module left at the old path, as it is imported)."""
+    new = MOVED_MODULES[old]
+    warnings.warn(f"{old} moved to {new} in engine {MODULES_MOVED_IN} and the old path goes in "
+                  f"{MOVED_MODULES_REMOVED_IN}; import {new} instead (docs/plugins.md, 'Module paths in 0.3')",
+                  DeprecationWarning, stacklevel=3)

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from engine.data import Split
+    from engine.data.split import Split
     from engine.head import HeadOutput, HeadSpec
-    from engine.report import Report
+    from engine.report.run_report import Report
 
 
 class Task:

@@ -106,7 +106,7 @@ def engine_process(*args: Any, cwd: str | Path | None = None, env: dict[str, str
 
 @pytest.fixture
 def run_engine(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
-    from engine.cli import main
+    from engine.cli.commands import main
 
     def run(*args: Any) -> Result:
         capsys.readouterr()
@@ -173,7 +173,7 @@ def tiny_task(write_task: Callable[..., Path], tiny_model_dir: Path) -> Callable
 
 @pytest.fixture
 def plugin_manager(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from engine.plugins import PluginManager
+    from engine.plugins.manager import PluginManager
 
     monkeypatch.setenv("ENGINE_PLUGINS", "")
     manager = PluginManager()

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import hookimpl
+from engine import Register, hookimpl
 
 Rows = list[dict[str, Any]]
 
@@ -69,6 +69,6 @@ random_deletion.__doc__ = "Delete each word with probability p (never all)."
 
 
 @hookimpl
-def augment(register: Any) -> None:
+def augment(register: Register) -> None:
     register("random_swap", random_swap, options=WordOptions)
     register("random_deletion", random_deletion, options=WordOptions)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import Callback, TrainerState, hookimpl
+from engine import Callback, Register, TrainerState, hookimpl
 
 
 class EarlyStoppingOptions(BaseModel):
@@ -104,6 +104,6 @@ class History(Callback):
 
 
 @hookimpl
-def callback(register: Any) -> None:
+def callback(register: Register) -> None:
     register("early_stopping", EarlyStopping, options=EarlyStoppingOptions)
     register("history", History, options=HistoryOptions)

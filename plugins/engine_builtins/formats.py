@@ -15,8 +15,9 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from engine import LINE, DataError, DataOptions, Split, cache, hookimpl
-from engine.data import DELIVERY, cached_rows, resolve_path, stream_rows
+from engine import LINE, DataError, DataOptions, Register, Split, hookimpl
+from engine.data import cache
+from engine.data.split import DELIVERY, cached_rows, resolve_path, stream_rows
 from engine.errors import did_you_mean
 
 
@@ -263,7 +264,7 @@ def _dataset_rows(ds: Any, options: DatasetsOptions, local: Path) -> Iterator[di
 
 
 @hookimpl
-def load_data(register: Any) -> None:
+def load_data(register: Register) -> None:
     register("tsv", load_tsv, options=TableOptions)
     register("csv", load_csv, options=CsvOptions)
     register("jsonl", load_jsonl, options=JsonlOptions)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import hookimpl
+from engine import Register, hookimpl
 from engine_builtins.optimizers import layer_of
 
 
@@ -67,7 +67,7 @@ def build_gradual(options: GradualOptions) -> Freeze:
 
 
 @hookimpl
-def freeze(register: Any) -> None:
+def freeze(register: Register) -> None:
     register("none", build_none)
     register("embeddings", build_embeddings)
     register("layers", build_layers, options=LayersOptions)

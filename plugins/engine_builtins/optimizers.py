@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import hookimpl
+from engine import Register, hookimpl
 
 
 class AdamWOptions(BaseModel):
@@ -135,12 +135,12 @@ def _schedule(shape: Literal["linear", "cosine", "constant"]) -> Any:
 
 
 @hookimpl
-def optimizer(register: Any) -> None:
+def optimizer(register: Register) -> None:
     register("adamw", build_adamw, options=AdamWOptions)
     register("sgd", build_sgd, options=SgdOptions)
 
 
 @hookimpl
-def scheduler(register: Any) -> None:
+def scheduler(register: Register) -> None:
     for shape in ("linear", "cosine", "constant"):
         register(shape, _schedule(shape), options=ScheduleOptions)

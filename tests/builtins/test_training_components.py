@@ -8,7 +8,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from engine.head import HeadSpec
-from engine.model import EngineModel
+from engine.model.encoder import EngineModel
 from engine_builtins import augmentations, freezing, optimizers
 from engine_builtins.heads import LinearOptions, build_linear
 

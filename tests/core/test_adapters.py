@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine.adapters import Adapter, FreezeWithAdapter
-from engine.config import AdapterConfig
+from engine.config.sections import AdapterConfig
+from engine.model.adapters import Adapter, FreezeWithAdapter
 
 
 def read(path):
@@ -109,7 +109,7 @@ def test_an_adapter_works_with_the_crf_tagger_and_regression(write_task, tiny_mo
 def test_freezing_still_applies_but_never_to_the_pretrained_weights(tiny_model_dir, plugin_manager):
     from transformers import AutoModel
 
-    from engine.model import EngineModel
+    from engine.model.encoder import EngineModel
 
     registry = plugin_manager.registry()
     backbone = AutoModel.from_pretrained(tiny_model_dir)
@@ -144,8 +144,8 @@ def test_modules_that_are_not_in_the_model_are_one_clear_error(tiny_task, run_en
 
 
 def test_an_adapter_learns_at_ten_times_the_default_rate_unless_the_file_sets_one(tiny_task, run_engine):
-    from engine.config import ADAPTER_LR, read_task_file, resolve
-    from engine.plugins import load_plugins
+    from engine.config.resolve import ADAPTER_LR, read_task_file, resolve
+    from engine.plugins.manager import load_plugins
 
     registry = load_plugins([]).registry()
     path = tiny_task(adapter="lora")

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from engine.features import starts_of
-from engine.trainer import LengthGroupedBatches, StreamBatches
+from engine.data.features import starts_of
+from engine.training.batching import LengthGroupedBatches, StreamBatches
 
 
 def features_of(rows_features: list[int], seed: int = 0) -> list[dict]:
@@ -46,7 +46,7 @@ def test_without_row_starts_every_feature_is_a_row():
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_a_stream_counts_rows_across_buffers_and_after_a_skip(processes, monkeypatch):
-    monkeypatch.setattr("engine.trainer.BUFFER_BATCHES", 2)  # buffers of 2 global batches: rows span buffers
+    monkeypatch.setattr("engine.training.batching.BUFFER_BATCHES", 2)  # buffers of 2 global batches: rows span buffers
     features = features_of([1, 3, 2, 1, 4, 1, 1, 2, 5, 1, 1, 3, 1], seed=3)
     per_process = []
     for rank in range(processes):

@@ -8,7 +8,16 @@ from xml.etree import ElementTree
 
 import pytest
 
-from engine.charts import MAX_LINE_POINTS, MAX_SCATTER_POINTS, Panel, blue, figure, heatmap, nice_ticks, tick_labels
+from engine.report.charts import (
+    MAX_LINE_POINTS,
+    MAX_SCATTER_POINTS,
+    Panel,
+    blue,
+    figure,
+    heatmap,
+    nice_ticks,
+    tick_labels,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 

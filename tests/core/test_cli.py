@@ -14,7 +14,7 @@ def imported_after(code):
 
 
 def test_help_imports_no_heavy_library():
-    assert imported_after("from engine.cli import build_parser\nbuild_parser().format_help()") == ""
+    assert imported_after("from engine.cli.commands import build_parser\nbuild_parser().format_help()") == ""
 
 
 def test_help_imports_not_even_pydantic_or_pluggy():
@@ -41,7 +41,7 @@ def test_validate_imports_no_heavy_library(tmp_path):
     task = tmp_path / "task.json"
     task.write_text(json.dumps({"task": "classification", "data": {"train": "t.tsv"}, "augment": ["random_swap"],
                                 "freeze": "embeddings", "callbacks": ["early_stopping"]}))
-    code = f"from engine.cli import main\nassert main(['validate', {str(task)!r}]) == 0"
+    code = f"from engine.cli.commands import main\nassert main(['validate', {str(task)!r}]) == 0"
     assert imported_after(code) == ""
 
 

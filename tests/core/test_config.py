@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from engine.config import apply_overrides, read_task_file, resolve
+from engine.config.resolve import apply_overrides, read_task_file, resolve
 from engine.errors import ConfigError
 
 
@@ -111,7 +111,7 @@ def test_resolved_task_round_trips(registry, tmp_path):
 
 
 def test_schema_includes_plugin_components(registry):
-    from engine.schema import task_schema
+    from engine.config.schema import task_schema
 
     schema = task_schema(registry)
     heads = [v["properties"]["name"]["const"] for v in schema["properties"]["head"]["anyOf"] if "properties" in v]

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from engine import LINE, DataError, Split, cache
-from engine.data import rows_to_dataset
-from engine.features import encode_split
+from engine import LINE, DataError, Split
+from engine.data import cache
+from engine.data.features import encode_split
+from engine.data.split import rows_to_dataset
 from engine_builtins.classification import ClassificationOptions
 from engine_builtins.classification.classifier import ClassificationTask
 from engine_builtins.formats import JsonlOptions, TableOptions, load_jsonl, load_tsv
@@ -225,8 +226,8 @@ def test_jsonl_labels_of_mixed_number_types_train_a_regressor(tmp_path, tiny_mod
 
 
 def test_augmentation_over_an_arrow_split_is_seeded_per_chunk_cached_and_the_same_on_a_stream(tmp_path):
-    from engine.data import stream_rows
-    from engine.features import augment
+    from engine.data.features import augment
+    from engine.data.split import stream_rows
     from engine_builtins import augmentations
 
     write(tmp_path / "t.tsv", "text\tlabel\n" + "".join(f"w{i} a b c d e f g\t{'xy'[i % 2]}\n" for i in range(2500)))
@@ -251,7 +252,7 @@ def test_augmentation_over_an_arrow_split_is_seeded_per_chunk_cached_and_the_sam
 
 
 def test_hold_out_cuts_a_seeded_disjoint_validation_split_keeping_lines():
-    from engine.data import hold_out
+    from engine.data.split import hold_out
 
     split = Split("train", [{LINE: i + 2, "text": f"t{i}", "label": "a"} for i in range(100)], "train.tsv",
                   fingerprint="f")

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModel, BertConfig, BertModel
 
-from engine.first_token import first_token_layer, only_first_token
 from engine.head import HeadSpec
-from engine.model import EngineModel
+from engine.model.encoder import EngineModel
+from engine.model.first_token import first_token_layer, only_first_token
 from engine_builtins.heads.modules import LinearHead, MlpHead
 
 

@@ -1,17 +1,17 @@
 """docs/reference.md is generated from the models and the parser: it must be the generator's output (regenerate
-with `python -m engine.reference docs/reference.md`), and every key and argument must say what it does."""
+with `python -m engine.cli.reference docs/reference.md`), and every key and argument must say what it does."""
 
 import re
 from pathlib import Path
 
-from engine.reference import built_in_reference, type_name
+from engine.cli.reference import built_in_reference, type_name
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 
 
 def test_the_reference_is_up_to_date():
     assert REFERENCE.read_text(encoding="utf-8") == built_in_reference(), (
-        "docs/reference.md is stale: run `python -m engine.reference docs/reference.md`")
+        "docs/reference.md is stale: run `python -m engine.cli.reference docs/reference.md`")
 
 
 def test_every_key_and_argument_is_described():

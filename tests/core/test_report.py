@@ -9,7 +9,8 @@ from xml.etree import ElementTree
 
 import pytest
 
-from engine.report import Report, write_report
+from engine.report.document import Report
+from engine.report.run_report import write_report
 
 
 def png_size(path):
@@ -113,7 +114,7 @@ def test_engine_report_refuses_what_is_not_a_run(tmp_path, run_engine):
 
 
 def test_a_report_that_fails_to_draw_does_not_fail_the_run(tiny_task, run_engine, monkeypatch):
-    import engine.report
+    import engine.report.run_report
 
     def broken(*args, **kwargs):
         raise ValueError("no room on the canvas")

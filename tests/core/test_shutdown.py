@@ -12,7 +12,7 @@ import pytest
 PROGRAM = r"""
 import atexit, gzip, sys, threading, time
 import torch
-from engine.shutdown import exit_process
+from engine.cli.shutdown import exit_process
 
 folder = sys.argv[1]
 log = open(f"{folder}/log.txt", "w")

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from engine import precision
 from engine.callbacks import StepLogs
 from engine.errors import ConfigError
 from engine.testing import labelled_rows, tsv
+from engine.training import precision
 
 
 @pytest.fixture
@@ -52,8 +52,9 @@ def test_int8_evaluation_scores_close_to_the_run(trained, run_engine, tmp_path):
 
 
 def test_quantize_int8_replaces_the_encoders_linear_layers_only(trained):
-    from engine.inference import load_model, quantize_int8
-    from engine.plugins import load_plugins
+    from engine.inference.loading import load_model
+    from engine.model.quantize import quantize_int8
+    from engine.plugins.manager import load_plugins
 
     model = load_model(trained / "run", load_plugins([], None)).model
     quantize_int8(model)

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from engine import cache
+from engine.data import cache
 from engine.testing import engine_process
 
 MEMORY_LOG = """

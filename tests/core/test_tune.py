@@ -14,7 +14,7 @@ import pytest
 
 from engine.callbacks import TrainerState
 from engine.testing import engine_process
-from engine.tune import PruneTrial
+from engine.tune.search import PruneTrial
 
 SPACE = {"optimizer.lr": {"loguniform": [1e-4, 1e-2]}, "training.batch_size": {"choice": [8, 16]},
          "freeze": {"choice": ["none", {"name": "layers", "n": 1}]}}

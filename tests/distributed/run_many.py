@@ -12,7 +12,7 @@ import sys
 from accelerate import Accelerator
 from accelerate.state import PartialState
 
-from engine.cli import main
+from engine.cli.commands import main
 
 
 def run_all(codes_path: str, tasks: list[str]) -> None:

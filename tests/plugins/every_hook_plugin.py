@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine import LINE, Callback, DataError, DataOptions, Split, hookimpl
-from engine.data import resolve_path
+from engine.data.split import resolve_path
 
 SEEN: dict[str, list[Any]] = defaultdict(list)
 

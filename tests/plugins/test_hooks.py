@@ -99,9 +99,9 @@ def test_the_guides_report_example_writes_its_section(tmp_path):
 def every_hook_run(tiny_model_dir, tmp_path_factory):
     """Run the example plugin's task and head with every_hook_plugin's other stages; record which plugin's factory
     the engine called for each hook."""
-    from engine.config import resolve
-    from engine.plugins import load_plugins
-    from engine.trainer import run
+    from engine.config.resolve import resolve
+    from engine.plugins.manager import load_plugins
+    from engine.training.recipe import run
 
     folder = tmp_path_factory.mktemp("every-hook")
     for split, n, seed in (("train", 24, 1), ("validation", 9, 2)):

@@ -5,9 +5,9 @@ import textwrap
 
 import pytest
 
-from engine.cli import build_parser
+from engine.cli.commands import build_parser
 from engine.errors import PluginError
-from engine.plugins import PluginManager, load_plugins
+from engine.plugins.manager import PluginManager, load_plugins
 
 KAPPA = """
     from engine import hookimpl

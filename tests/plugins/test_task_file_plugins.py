@@ -73,7 +73,7 @@ def test_a_module_that_raises_on_import_stops_the_task_that_names_it(tiny_task, 
 
 
 def test_each_task_file_gets_the_module_next_to_it(write_task, tmp_path, plugin_manager, tiny_model_dir):
-    from engine.plugins import load_plugins
+    from engine.plugins.manager import load_plugins
 
     declared = []
     for folder, head in (("one", "head_one"), ("two", "head_two")):
@@ -89,7 +89,7 @@ def test_blocking_applies_to_task_file_modules(tiny_task, run_engine, monkeypatc
     (path.parent / "my_heads.py").write_text(MY_HEADS)
     monkeypatch.setenv("ENGINE_BLOCK_PLUGINS", "my_heads")
     assert run_engine("validate", path).exit_code == 0
-    from engine.plugins import load_plugins
+    from engine.plugins.manager import load_plugins
 
     assert "my_heads" in load_plugins(["my_heads"], path.parent).skipped
 

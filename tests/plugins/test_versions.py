@@ -7,7 +7,7 @@ import pytest
 
 import engine
 from engine.deprecation import DEPRECATIONS
-from engine.plugins import load_plugins
+from engine.plugins.manager import load_plugins
 
 KAPPA = """
     from engine import hookimpl

@@ -8,19 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from engine import hookimpl
-
-
-class ClassificationOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    multi_label: bool = Field(False, description="Each text may carry several labels (or none).")
-    threshold: float = Field(0.5, gt=0, lt=1, description="Multi-label: a label is predicted above this probability.")
-    labels: list[str] | None = Field(
-        None, min_length=2, description="The label names, in order; default: those in the training data.")
-    label_separator: str = Field(",", min_length=1, description="Multi-label: separates labels inside one field.")
+from engine import Register, hookimpl
+from engine_builtins.classification.options import ClassificationOptions
 
 
 def build_task(options: ClassificationOptions) -> Any:
@@ -30,17 +19,13 @@ def build_task(options: ClassificationOptions) -> Any:
     return ClassificationTask(options)
 
 
-class NoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 @hookimpl
-def task(register: Any) -> None:
+def task(register: Register) -> None:
     register("classification", build_task, options=ClassificationOptions)
 
 
 @hookimpl
-def metric(register: Any) -> None:
+def metric(register: Register) -> None:
     from engine_builtins.classification import metrics
 
     register("accuracy", metrics.accuracy, description="Share of rows whose label (or label set) is exactly right.",

@@ -10,14 +10,14 @@ from typing import Any
 from engine import Metric
 
 
-def _labels(value: Any) -> frozenset[str]:
+def label_set(value: Any) -> frozenset[str]:
     value = value["label"] if isinstance(value, dict) else value
     return frozenset(value) if isinstance(value, (list, tuple, set, frozenset)) else frozenset([value])
 
 
 def accuracy(options: Any, task: Any) -> Metric:
     def compute(predictions: list[Any], references: list[Any]) -> dict[str, float]:
-        right = sum(_labels(p) == _labels(r) for p, r in zip(predictions, references))
+        right = sum(label_set(p) == label_set(r) for p, r in zip(predictions, references))
         return {"accuracy": right / len(references) if references else 0.0}
 
     return compute
@@ -29,7 +29,7 @@ def counts(predictions: list[Any], references: list[Any]) -> tuple[Counter[str],
     fp: Counter[str] = Counter()
     fn: Counter[str] = Counter()
     for p, r in zip(predictions, references):
-        pred, ref = _labels(p), _labels(r)
+        pred, ref = label_set(p), label_set(r)
         tp.update(pred & ref)
         fp.update(pred - ref)
         fn.update(ref - pred)

@@ -7,16 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from engine.charts import heatmap
-from engine.report import Report
-from engine_builtins.classification.metrics import _labels, counts, precision_recall_f1
+from engine.report.charts import heatmap
+from engine.report.run_report import Report
+from engine_builtins.classification.metrics import counts, label_set, precision_recall_f1
 
 MAX_MATRIX_LABELS = 30  # beyond this many labels the matrix shows the most frequent ones
 
 
 def classification_report(report: Report, split: str, predictions: list[Any], references: list[Any],
                           labels: list[str]) -> None:
-    predicted, true = [_labels(p) for p in predictions], [_labels(r) for r in references]
+    predicted, true = [label_set(p) for p in predictions], [label_set(r) for r in references]
     seen = set().union(*predicted, *true) if predicted else set()
     order = [name for name in labels if name in seen] + sorted(seen - set(labels))
     tp, fp, fn = counts(predictions, references)

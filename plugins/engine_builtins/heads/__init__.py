@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import hookimpl
+from engine import Register, hookimpl
 
 
 class LinearOptions(BaseModel):
@@ -45,6 +45,6 @@ def build_mlp(options: MlpOptions, spec: Any) -> Any:
 
 
 @hookimpl
-def build_head(register: Any) -> None:
+def build_head(register: Register) -> None:
     register("linear", build_linear, options=LinearOptions)
     register("mlp", build_mlp, options=MlpOptions)

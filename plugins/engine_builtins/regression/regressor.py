@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from engine import LINE, DataError, Split
 from engine.head import HeadOutput, HeadSpec
 from engine.task import Task
-from engine_builtins.regression import RegressionOptions
+from engine_builtins.regression.options import RegressionOptions
 from engine_builtins.sentence_inputs import encode_texts, pad_batch
 
 if TYPE_CHECKING:

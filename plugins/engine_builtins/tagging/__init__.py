@@ -13,66 +13,17 @@ the components: nothing here imports torch, so ``engine validate`` stays fast.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from engine import DataOptions, hookimpl
-
-
-class TaggingOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    scheme: Literal["auto", "bio", "iob1", "bioes", "bilou"] = Field(
-        "auto", description="Tag scheme of the data; 'auto' detects it in each file. Tags are used as BIO inside."
-    )
-    types: list[str] | None = Field(
-        None, min_length=1, description="Entity types (PER, LOC...), in order; default: those in the training data."
-    )
-    label_subwords: Literal["first", "last", "all"] = Field(
-        "first", description="Which subwords of a word carry its tag in training: the first (others ignored), the "
-        "last, or all (later ones continue the entity). Predictions are per word either way.",
-    )
-    stride: int = Field(
-        32, ge=0, description="Subword tokens shared by consecutive windows when a sentence is longer than "
-        "model.max_length (at most half a window).",
-    )
-
-
-class ConllOptions(DataOptions):
-    token_column: int = Field(0, description="Column of the token (0-based; negative counts from the end).")
-    tag_column: int = Field(-1, description="Column of the tag (0-based; negative counts from the end).")
-    separator: str | None = Field(
-        None, min_length=1,
-        description="Column separator; default: runs of spaces and tabs. With \"\\t\", tokens may contain spaces.",
-    )
-    text: str = Field("tokens", description="Key of the tokens when `engine predict`/`evaluate` read a JSONL file.")
-    label: str = Field("tags", description="Key of the tags when `engine predict`/`evaluate` read a JSONL file.")
-
-
-class PlainTextOptions(DataOptions):
-    pass
-
-
-class CrfOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the emission layer.")
-    constrained: bool = Field(True, description="Forbid the transitions the tag scheme does not allow (O -> I-PER).")
-
-
-class SoftmaxOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the output layer.")
-
-
-class PerTypeOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    values: list[Literal["precision", "recall", "f1", "support"]] = Field(
-        ["f1"], min_length=1, description="Which scores to give per entity type."
-    )
+from engine import Register, hookimpl
+from engine_builtins.tagging.options import (
+    ConllOptions,
+    CrfOptions,
+    PerTypeOptions,
+    PlainTextOptions,
+    SoftmaxOptions,
+    TaggingOptions,
+)
 
 
 def build_task(options: TaggingOptions) -> Any:
@@ -97,13 +48,13 @@ def build_softmax(options: SoftmaxOptions, spec: Any) -> Any:
 
 
 @hookimpl
-def task(register: Any) -> None:
+def task(register: Register) -> None:
     register("tagging", build_task, options=TaggingOptions)
     register("ner", build_task, options=TaggingOptions, description="The tagging task, by another name.")
 
 
 @hookimpl
-def load_data(register: Any) -> None:
+def load_data(register: Register) -> None:
     from engine_builtins.tagging.readers import load_conll, load_plain
 
     register("conll", load_conll, options=ConllOptions)
@@ -111,13 +62,13 @@ def load_data(register: Any) -> None:
 
 
 @hookimpl
-def build_head(register: Any) -> None:
+def build_head(register: Register) -> None:
     register("crf", build_crf, options=CrfOptions)
     register("softmax", build_softmax, options=SoftmaxOptions)
 
 
 @hookimpl
-def metric(register: Any) -> None:
+def metric(register: Register) -> None:
     from engine_builtins.tagging import metrics
 
     for average in ("micro", "macro"):

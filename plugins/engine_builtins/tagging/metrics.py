@@ -17,7 +17,7 @@ from engine import EngineError, Metric
 from engine_builtins.tagging.schemes import entities
 
 
-def _tags(value: Any) -> Sequence[str]:
+def tags_of(value: Any) -> Sequence[str]:
     return value["tags"] if isinstance(value, dict) else value
 
 
@@ -44,7 +44,7 @@ def count(predictions: list[Any], references: list[Any]) -> Counts:
     true: Counter[str] = Counter()
     right = total = 0
     for p, r in zip(predictions, references):
-        pred, ref = _tags(p), _tags(r)
+        pred, ref = tags_of(p), tags_of(r)
         if len(pred) != len(ref):
             raise ValueError(f"a prediction has {len(pred)} tags for {len(ref)} reference tags")
         pred_spans, ref_spans = set(entities(pred)), set(entities(ref))

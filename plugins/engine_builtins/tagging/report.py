@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from engine.charts import Panel, figure
-from engine.report import Report
-from engine_builtins.tagging.metrics import _tags, count, per_type
+from engine.report.charts import Panel, figure
+from engine.report.run_report import Report
+from engine_builtins.tagging.metrics import count, per_type, tags_of
 from engine_builtins.tagging.schemes import entities
 
 MISSED, SPURIOUS = "O (missed)", "O (not an entity)"
@@ -20,7 +20,7 @@ def entity_errors(predictions: list[Any], references: list[Any]) -> Counter[tupl
     predicted span over no true entity). Each entity is counted once; exact matches are not errors."""
     errors: Counter[tuple[str, str, str]] = Counter()
     for p, r in zip(predictions, references):
-        predicted, true = set(entities(_tags(p))), set(entities(_tags(r)))
+        predicted, true = set(entities(tags_of(p))), set(entities(tags_of(r)))
         matched = predicted & true
         spans = {(e.start, e.end): e for e in predicted}
         for entity in true - matched:

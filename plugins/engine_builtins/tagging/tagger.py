@@ -16,8 +16,8 @@ from engine import LINE, DataError, Split, console
 from engine.head import HeadOutput, HeadSpec
 from engine.task import Task
 from engine_builtins.sentence_inputs import pad_batch
-from engine_builtins.tagging import TaggingOptions
 from engine_builtins.tagging.alignment import merge_windows, tokenize_sentences, window_features
+from engine_builtins.tagging.options import TaggingOptions
 from engine_builtins.tagging.schemes import (
     OUTSIDE,
     TagError,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine import DataError, Split
-from engine.features import encode_split
+from engine.data.features import encode_split
 from engine_builtins.regression import RegressionOptions
 from engine_builtins.regression.regressor import RegressionTask, regression_loss
 

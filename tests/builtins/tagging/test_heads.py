@@ -8,7 +8,7 @@ import torch
 
 from engine import EngineError
 from engine.head import HeadSpec
-from engine.model import EngineModel
+from engine.model.encoder import EngineModel
 from engine_builtins.optimizers import AdamWOptions, parameter_groups
 from engine_builtins.tagging import CrfOptions, SoftmaxOptions, build_crf, build_softmax
 from engine_builtins.tagging.heads import pack, token_cross_entropy

@@ -7,8 +7,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from engine import DataError, Split
-from engine.config import resolve
-from engine.features import encode_split
+from engine.config.resolve import resolve
+from engine.data.features import encode_split
 from engine_builtins.formats import JsonlOptions, load_jsonl
 from engine_builtins.tagging import TaggingOptions
 from engine_builtins.tagging.tagger import TaggingTask

@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine.cli import main
-from engine.inference import load_model
-from engine.plugins import PluginManager
+from engine.cli.commands import main
+from engine.inference.loading import load_model
+from engine.plugins.manager import PluginManager
 
 PEOPLE, PLACES, COMPANIES = ["john", "paul", "mary"], ["london", "paris", "berlin"], ["google", "apple", "microsoft"]
 FILLER = ["the", "a", "good", "bad", "movie", "phone", "food", "was", "is", "very"]

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import hookimpl
+from engine import Register, hookimpl
 
 __version__ = "0.1.0"
 # The engine versions this plugin supports (written against 0.2; 0.3 may only deprecate what it uses).
@@ -78,17 +78,17 @@ def build_stop_at_target(options: StopAtTargetOptions) -> Any:
 
 
 @hookimpl
-def task(register: Any) -> None:
+def task(register: Register) -> None:
     register("ordinal", build_task, options=OrdinalOptions)
 
 
 @hookimpl
-def build_head(register: Any) -> None:
+def build_head(register: Register) -> None:
     register("attention_pooling", build_attention_pooling, options=AttentionPoolingOptions)
 
 
 @hookimpl
-def metric(register: Any) -> None:
+def metric(register: Register) -> None:
     from engine_ordinal import metrics
 
     register("qwk", metrics.quadratic_kappa, higher_is_better=True, produces=["qwk"])
@@ -96,5 +96,5 @@ def metric(register: Any) -> None:
 
 
 @hookimpl
-def callback(register: Any) -> None:
+def callback(register: Register) -> None:
     register("stop_at_target", build_stop_at_target, options=StopAtTargetOptions)

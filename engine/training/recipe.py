@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
-import random
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -16,252 +14,47 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from engine import console
-from engine.adapters import ADAPTER_DIR, Adapter, FreezeWithAdapter, adapter_meta, write_adapter_dir
+from engine.atomic import atomic_path, replace_dir, write_json
 from engine.callbacks import CallbackList, StepLogs, TrainerState
-from engine.checkpoints import checkpoint_dir, clean_partial, latest_checkpoint, read_trainer_state, save_checkpoint
-from engine.config import ResolvedTask
-from engine.data import DataOptions, Split, hold_out
+from engine.config.choice import ResolvedTask
+from engine.data.features import (
+    augment,
+    encode_split,
+    feature_key,
+    lengths,
+    row_starts,
+)
+from engine.data.node import first_on_node
+from engine.data.split import DataOptions, Split, hold_out
 from engine.errors import ConfigError, ConfigIssue, EngineError, RunDirError
-from engine.features import augment, encode_split, feature_key, lengths, predictions_of, row_starts, starts_of, take
 from engine.head import HeadOutput
-from engine.model import EngineModel, default_max_length, load_pretrained, save_model
-from engine.plugins import PluginManager
-from engine.precision import resolve_precision, training_device
-from engine.run import RunLock, check_run_dir, manifest, prepare_run_dir, replace_dir, write_json
-from engine.trackers import flat_config, trackers
+from engine.inference.loop import infer
+from engine.inference.scores import Scores, compute_metrics, write_predictions
+from engine.model.adapters import ADAPTER_DIR, Adapter, FreezeWithAdapter, adapter_meta, write_adapter_dir
+from engine.model.encoder import EngineModel, default_max_length, load_pretrained
+from engine.model.saved import save_model
+from engine.plugins.manager import PluginManager
+from engine.rundir.checkpoints import (
+    checkpoint_dir,
+    clean_partial,
+    latest_checkpoint,
+    read_trainer_state,
+    save_checkpoint,
+)
+from engine.rundir.layout import RunLock, check_run_dir, manifest, prepare_run_dir
+from engine.training.batching import LengthGroupedBatches, StreamBatches, collate
+from engine.training.precision import resolve_precision, training_device
+from engine.training.trackers import flat_config, trackers
 
 T = TypeVar("T")
 
 
-# --- batching ----------------------------------------------------------------------------------------------------
-
-
-class LengthGroupedBatches(Sampler[list[int]]):
-    """Shuffled batches of similar-length features: far less padding than random batches, still random order.
-
-    Features are shuffled, cut into chunks of 50 batches, each chunk sorted by length and split into batches, and
-    the batches shuffled. Seeded by ``seed`` and the epoch, so runs reproduce.
-
-    With several processes the batches are global: ``batch_size`` features for each of ``num_processes``, and this
-    process (``rank``) takes every ``num_processes``-th feature of each (similar lengths, so no process waits on a
-    longer share). N processes with batch B therefore see the batches one process with batch N*B sees, in the same
-    order. ``start_epoch(epoch, skip)`` starts an epoch ``skip`` batches in, for an exact resume.
-    """
-
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: bool = True, *,
-                 num_processes: int = 1, rank: int = 0, starts: Any = None) -> None:
-        self.lengths, self.seed, self.group = lengths, seed, group
-        self.batch_size, self.num_processes, self.rank = batch_size, num_processes, rank
-        self.epoch, self.skip = 0, 0
-        #: ``row_starts`` of the features (None: every feature is a row of its own).
-        self.starts = starts
-        #: Rows in each global batch of the epoch being iterated (``rows_in``), all processes' shares together.
-        self.batch_rows: list[int] = []
-
-    def start_epoch(self, epoch: int, skip: int = 0) -> None:
-        # Not `set_epoch`: Accelerate calls that on samplers with its own count of iterations, wrong after a resume.
-        self.epoch, self.skip = epoch, skip
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.lengths) / (self.batch_size * self.num_processes))
-
-    def global_batches(self) -> list[list[int]]:
-        size = self.batch_size * self.num_processes
-        rng = random.Random(self.seed * 1_000_003 + self.epoch)
-        order = list(range(len(self.lengths)))
-        rng.shuffle(order)
-        if not self.group:
-            return [order[i : i + size] for i in range(0, len(order), size)]
-        chunk = size * 50
-        batches: list[list[int]] = []
-        for start in range(0, len(order), chunk):
-            part = sorted(order[start : start + chunk], key=lambda i: self.lengths[i], reverse=True)
-            batches.extend(part[i : i + size] for i in range(0, len(part), size))
-        full = [b for b in batches if len(b) == size]
-        rng.shuffle(full)
-        return full + [b for b in batches if len(b) != size]  # the one short batch, if any, goes last
-
-    def rows_in(self, batch: int) -> int:
-        """The rows the epoch's ``batch``-th global batch trains on (a row counts in the batch of its first
-        feature): every process knows the whole batch's count, with no communication."""
-        return self.batch_rows[batch]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batches = self.global_batches()
-        starts = self.starts
-        self.batch_rows = [len(b) for b in batches] if starts is None else [int(starts[b].sum()) for b in batches]
-        for batch in batches[self.skip :]:
-            if len(batch) < self.num_processes:  # every process needs a share: top up from the first batch
-                batch = batch + batches[0][: self.num_processes - len(batch)]
-            yield batch[self.rank :: self.num_processes]
-
-
-class StreamBatches(torch.utils.data.IterableDataset):
-    """Length-grouped batches from a stream of features (``data.streaming``), in flat memory.
-
-    The stream is read in buffers of ``BUFFER_BATCHES`` global batches; each buffer is shuffled, grouped by length
-    and cut into batches as ``LengthGroupedBatches`` does with a whole split, and this process takes its share. The
-    stream is read again for every epoch (a new shuffle within each buffer), and ``start_epoch(epoch, skip)`` skips
-    ``skip`` batches by reading past them: a resume is exact, at the cost of reading the skipped part again.
-    """
-
-    def __init__(self, features: Any, batch_size: int, seed: int, group: bool = True, *,
-                 num_processes: int = 1, rank: int = 0) -> None:
-        self.features, self.batch_size, self.seed, self.group = features, batch_size, seed, group
-        self.num_processes, self.rank = num_processes, rank
-        self.epoch, self.skip = 0, 0
-        self.batch_rows: dict[int, int] = {}  # rows of the global batches read but not yet trained on
-
-    def start_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.epoch, self.skip = epoch, skip
-
-    def rows_in(self, batch: int) -> int:
-        """As ``LengthGroupedBatches.rows_in``, for a batch already read (asked for once, in order)."""
-        return self.batch_rows.pop(batch)
-
-    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
-        size = self.batch_size * self.num_processes * BUFFER_BATCHES
-        done, last_row = 0, None
-        buffer: list[dict[str, Any]] = []
-        self.batch_rows = {}
-        for part, feature in enumerate(self.features):
-            buffer.append(feature)
-            if len(buffer) == size:
-                yield from self._batches(buffer, part, done, last_row)
-                done += math.ceil(len(buffer) / (self.batch_size * self.num_processes))
-                buffer, last_row = [], buffer[-1]["row"]
-        if buffer:
-            yield from self._batches(buffer, -1, done, last_row)
-
-    def _batches(self, buffer: list[dict[str, Any]], part: int, done: int,
-                 last_row: int | None) -> Iterator[list[dict[str, Any]]]:
-        sampler = LengthGroupedBatches([f["length"] for f in buffer], self.batch_size, self.seed * 7919 + part,
-                                       self.group, num_processes=self.num_processes, rank=self.rank,
-                                       starts=starts_of([f["row"] for f in buffer], last_row))
-        skip = max(0, self.skip - done)
-        sampler.start_epoch(self.epoch, skip=skip)
-        for number, indices in enumerate(sampler, start=done + skip):
-            self.batch_rows[number] = sampler.rows_in(number - done)
-            yield [buffer[i] for i in indices]
-
-
 LOSS_SYNC_STEPS = 10  # optimizer steps between the progress bar's readings of the loss
 LOSS_WINDOW = 50  # the progress bar's loss: the mean of the last LOSS_WINDOW steps
-BUFFER_BATCHES = 50  # global batches in a streaming shuffle buffer (as in one sorted chunk of LengthGroupedBatches)
 STREAM_PASSES = 1000  # passes over a stream whose freezing schedule decides what enters DDP and the optimizer
-
-
-def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Evaluation batches, longest first: least padding, and the first batch shows the worst-case memory."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def collate(task: Any, tokenizer: Any, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """The training loader's collate_fn: the task pads its features (arguments as the Task protocol has them)."""
-    return task.collate(features, tokenizer)
-
-
-def first_on_node(accelerator: Any, work: Callable[[], T]) -> T:
-    """``work()`` on the first process of each node, then on the others (which then find its results in the data
-    cache). An error in the first process reaches every process as the same error, rather than as a broken
-    barrier on the others."""
-    from accelerate.utils import gather_object
-
-    if accelerator.num_processes == 1:
-        return work()
-    failure: EngineError | None = None
-    result: Any = None
-    if accelerator.is_local_main_process:
-        try:
-            result = work()
-        except EngineError as exc:
-            failure = exc
-    messages = [m for m in gather_object([str(failure) if failure else None]) if m]
-    if failure is not None:
-        raise failure
-    if messages:
-        shared = EngineError(messages[0])
-        shared.reported = True  # the first process prints it; the CLI does not print it again here
-        raise shared
-    return result if accelerator.is_local_main_process else work()
-
-
-# --- inference, shared by evaluation, `engine evaluate` and `engine predict` ------------------------------------
-
-
-def infer(model: torch.nn.Module, features: Any, task: Any, tokenizer: Any, batch_size: int,
-          accelerator: Any, description: str) -> tuple[list[Any], float | None]:
-    """Outputs for every feature, in feature order, gathered from all processes; and the mean loss if labelled.
-
-    Exact under any number of processes: global batches (longest first) are split between the processes as in
-    training, with no feature repeated to even them out; a process whose share of the last batch is empty still
-    takes part in the gather. The loss is pooled over what each batch's loss averages (``HeadOutput.loss_weight``).
-    """
-    from accelerate.utils import gather_object
-
-    n, rank = accelerator.num_processes, accelerator.process_index
-    batches = sorted_batches(lengths(features), batch_size * n)
-    outputs: list[Any] = [None] * len(features)
-    starts = row_starts(features)
-    loss_sum, loss_count, done = 0.0, 0.0, 0
-    model.eval()
-    with torch.inference_mode(), console.progress(transient=True) as bar:
-        job = bar.add_task(description, total=int(starts.sum()), unit="rows", postfix="")
-        for indices in (b[rank::n] for b in batches):
-            pairs: list[tuple[int, Any]] = []
-            if indices:
-                batch = task.collate(take(features, indices), tokenizer)
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                out = model(**batch)
-                pairs = list(zip(indices, task.outputs(batch, out)))
-                if out.loss is not None:
-                    weight = float(out.loss_weight) if out.loss_weight is not None else len(indices)
-                    loss_sum += float(out.loss) * weight
-                    loss_count += weight
-            for i, value in (gather_object(pairs) if n > 1 else pairs):
-                outputs[i] = value
-                done += int(starts[i])
-            bar.update(job, completed=done)
-    totals = accelerator.reduce(torch.tensor([loss_sum, loss_count], dtype=torch.float64), reduction="sum").tolist()
-    return outputs, (totals[0] / totals[1] if totals[1] else None)
-
-
-@dataclass
-class Scores:
-    """One split scored: its metrics, and the predictions and references they came from (one per row)."""
-
-    values: dict[str, float]
-    predictions: list[Any]
-    references: list[Any]
-
-
-def compute_metrics(task: Any, metrics: list[Any], split: Split, features: Any,
-                    outputs: list[Any], loss: float | None) -> Scores:
-    predictions = predictions_of(task, split, features, outputs)
-    references = task.references(split)
-    values: dict[str, float] = {}
-    if loss is not None:
-        values["loss"] = loss
-    for metric in metrics:
-        values.update(metric(predictions, references))
-    return Scores(values, predictions, references)
-
-
-def write_predictions(path: Path, split: Split, scores: Scores) -> None:
-    """RUN_DIR/predictions/SPLIT.jsonl: per row, its line in the data file, the prediction and the reference (what
-    the run report reads), written whole or not at all."""
-    lines = (row[-1] for row in split.values())
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tmp.open("w", encoding="utf-8") as f:
-        for line, prediction, reference in zip(lines, scores.predictions, scores.references):
-            f.write(json.dumps({"line": line, "prediction": prediction, "reference": reference},
-                               ensure_ascii=False, default=str) + "\n")
-    tmp.replace(path)
 
 
 # --- the run -----------------------------------------------------------------------------------------------------
@@ -793,7 +586,7 @@ class Run:
 
     def write_report(self) -> Path | None:
         """RUN_DIR/report/: a report that fails to draw costs the run nothing (the model is saved); it says why."""
-        from engine.report import write_report
+        from engine.report.run_report import write_report
 
         try:
             return write_report(self.run_dir, self.task)
@@ -857,10 +650,8 @@ def trainable_at_any_epoch(freezer: Any, model: torch.nn.Module, epochs: int) ->
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:

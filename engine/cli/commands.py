@@ -118,7 +118,7 @@ def _split(value: str | None) -> list[str] | None:
 
 def _manager(args: argparse.Namespace, modules: Sequence[str] = (), base_dir: Path | None = None) -> Any:
     from engine import console
-    from engine.plugins import load_plugins
+    from engine.plugins.manager import load_plugins
 
     manager = load_plugins(modules, base_dir, only=_split(args.plugins), block=_split(args.block_plugins) or [])
     for name, error in manager.failures.items():
@@ -127,7 +127,7 @@ def _manager(args: argparse.Namespace, modules: Sequence[str] = (), base_dir: Pa
 
 
 def _resolve(args: argparse.Namespace) -> tuple[Any, Any]:
-    from engine.config import apply_overrides, read_task_file, resolve
+    from engine.config.resolve import apply_overrides, read_task_file, resolve
 
     path = args.task_file
     raw = apply_overrides(read_task_file(path), args.overrides)
@@ -151,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine import console
 
     resolved, manager = _resolve(args)
-    from engine.trainer import run
+    from engine.training.recipe import run
 
     result = run(resolved, manager, overwrite=args.overwrite, resume=args.resume, dry_run=args.dry_run)
     if result is None:  # --dry-run
@@ -165,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from engine import console
-    from engine.tune import BEST_LINK, STUDY_FILE, best_trial, describe, tune, wait_note
+    from engine.tune.search import BEST_LINK, STUDY_FILE, best_trial, describe, tune, wait_note
 
     resolved, manager = _resolve(args)
     result = tune(resolved, manager)
@@ -184,12 +184,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from engine import console
-    from engine.starter import starter, summary
+    from engine.atomic import write_json
+    from engine.cli.starter import starter, summary
 
     if args.output.exists() and not args.force:
         raise EngineError(f"{args.output} exists; pass --force to replace it, or --output another path")
     config, found = starter(args.data_file, args.output, args.task)
-    args.output.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    write_json(args.output, config)
     for line in summary(found):
         console.console.print(line, markup=False)
     console.info(f"Wrote {args.output}. Check it with: engine validate {args.output}; train with: engine run "
@@ -198,7 +199,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from engine.schema import task_schema
+    from engine.config.schema import task_schema
 
     print(json.dumps(task_schema(_manager(args).registry()), indent=2))
     return 0
@@ -206,8 +207,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from engine import console
-    from engine.features import predictions_of
-    from engine.inference import load_model, read_input, run_inference, write_jsonl
+    from engine.data.features import predictions_of
+    from engine.inference.loading import load_model, read_input
+    from engine.inference.loop import run_inference
+    from engine.inference.scores import write_jsonl
 
     manager = _manager(args)
     loaded = load_model(args.run_dir, manager, trust_plugins=args.trust_plugins)
@@ -225,11 +228,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine import console
-    from engine.config import resolve_choice
+    from engine.atomic import write_json
+    from engine.config.choice import resolve_choice
     from engine.errors import ConfigError
-    from engine.inference import load_model, read_input, run_inference
-    from engine.run import write_json
-    from engine.trainer import compute_metrics
+    from engine.inference.loading import load_model, read_input
+    from engine.inference.loop import run_inference
+    from engine.inference.scores import compute_metrics
 
     manager = _manager(args)
     loaded = load_model(args.run_dir, manager, trust_plugins=args.trust_plugins)
@@ -256,9 +260,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from engine import console
-    from engine.report import check_run_dir, task_of_run, write_report
+    from engine.inference.loading import task_of_run
+    from engine.report.run_report import write_report
+    from engine.rundir.reading import read_task_json
 
-    check_run_dir(args.run_dir)
+    read_task_json(args.run_dir)
     task, note = task_of_run(args.run_dir, _manager(args), trust_plugins=args.trust_plugins)
     if note:
         console.warn(note)
@@ -270,7 +276,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from engine import console
-    from engine.compare import compare
+    from engine.report.compare import compare
 
     table = compare(args.run_dirs, args.output)
     Console(highlight=False).print(table)  # the command's output: standard output
@@ -286,7 +292,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from engine.registry import KINDS
 
     if args.task_file is not None:
-        from engine.config import read_task_file
+        from engine.config.resolve import read_task_file
 
         modules = read_task_file(args.task_file).get("plugins", [])
         manager = _manager(args, modules if isinstance(modules, list) else [], args.task_file.resolve().parent)
@@ -324,7 +330,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     import time
 
-    from engine import cache
+    from engine.data import cache
 
     root = cache.cache_root()
     if args.clear:
@@ -384,7 +390,7 @@ def command() -> NoReturn:
     """The `engine` command (and `python -m engine`): main, then an exit without the interpreter's slow teardown
     (engine.shutdown)."""
     code = main()
-    from engine.shutdown import exit_process
+    from engine.cli.shutdown import exit_process
 
     exit_process(code)
 

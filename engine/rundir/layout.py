@@ -23,7 +23,6 @@ import platform
 import shutil
 import socket
 import sys
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -35,25 +34,10 @@ MARKERS = ("manifest.json", "task.json")
 LOCK_FILE = ".lock"
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, default=str)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from the other users of a shared machine
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def check_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
     """Refuse, before any work, to clobber an earlier run unless asked (and then only a run directory)."""
     if resume:
-        from engine.checkpoints import latest_checkpoint
+        from engine.rundir.checkpoints import latest_checkpoint
 
         if latest_checkpoint(path) is None:
             raise RunDirError(
@@ -169,18 +153,6 @@ def _holder_alive(holder: dict[str, Any]) -> bool:
     except (PermissionError, ValueError):
         return True
     return True
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished directory into place; the old one goes only once the new one is whole."""
-    if final.exists():
-        old = final.with_name(final.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
 
 
 def fingerprint(path: Path) -> dict[str, Any]:

@@ -284,7 +284,7 @@ def rows_to_dataset(rows: Iterable[dict[str, Any]], source: str, path: Path | No
 
 def cached_rows(key: str, source: str, rows: Callable[[], Iterable[dict[str, Any]]]) -> datasets.Dataset:
     """The rows ``rows()`` gives, written once to the data cache under ``key`` and memory-mapped from there."""
-    from engine import cache
+    from engine.data import cache
 
     def write(folder: Path) -> dict[str, Any]:
         return {"source": source, "rows": rows_to_dataset(rows(), source, folder / "rows.arrow").num_rows}
@@ -327,7 +327,7 @@ def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     held, kept = np.sort(order[:count]), np.sort(order[count:])
 
     def part(name: str, indices: Any) -> Split:
-        from engine import cache
+        from engine.data import cache
 
         fingerprint = (None if split.fingerprint is None
                        else cache.fingerprint("held_out", split.fingerprint, name, fraction, seed))

@@ -36,10 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from engine import console
+from engine.atomic import write_json
 from engine.callbacks import Callback, TrainerState
-from engine.config import ResolvedTask, SearchConfig, resolve, trial_task
+from engine.config.choice import ResolvedTask
+from engine.config.resolve import resolve, trial_task
+from engine.config.sections import SearchConfig
 from engine.errors import ConfigError, ConfigIssue, EngineError
-from engine.run import write_json
 
 STUDY_FILE, TRIALS_DIR, BEST_LINK = "study.json", "trials", "best"
 HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
@@ -289,7 +291,7 @@ class TuneResult:
 
 def tune(resolved: ResolvedTask, manager: Any) -> TuneResult:
     """Run trials until the study has ``search.trials`` finished ones (counting every process's)."""
-    from engine.trainer import run
+    from engine.training.recipe import run
 
     optuna = _optuna()
     search = resolved.search
@@ -457,7 +459,7 @@ def write_search_report(study: Any, out: Path, monitor: str, search: SearchConfi
 
 
 def _search_report(study: Any, out: Path, monitor: str, search: SearchConfig) -> Path:
-    from engine.report import Report
+    from engine.report.run_report import Report
 
     rows = trial_rows(study)
     best = best_trial(study)

@@ -6,16 +6,18 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from engine.charts import COLOURS, Panel, figure
 from engine.errors import EngineError
-from engine.report import Report, cell, check_run_dir, flatten, read_history, read_json
+from engine.report.charts import COLOURS, Panel, figure
+from engine.report.document import Report, cell
+from engine.report.run_report import flatten
+from engine.rundir.reading import read_history, read_json, read_task_json
 
 IGNORED = ("output_dir",)  # differs between any two runs, says nothing about the recipe
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """What one run's row is made of; a killed run gives its last evaluation for want of metrics.json."""
-    config = check_run_dir(run_dir)
+    config = read_task_json(run_dir)
     manifest = read_json(run_dir / "manifest.json") or {}
     train, evaluations = read_history(run_dir)
     metrics = read_json(run_dir / "metrics.json")

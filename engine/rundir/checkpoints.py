@@ -18,8 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import write_json
 from engine.errors import RunDirError
-from engine.run import write_json
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^step-(\d+)$")

@@ -19,8 +19,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from engine import cache, console
-from engine.data import LINE, Split, decode_batch, rows_of
+from engine import console
+from engine.data import cache
+from engine.data.split import LINE, Split, decode_batch, rows_of
 from engine.deprecation import warn_deprecated
 from engine.errors import DataError, EngineError
 
@@ -235,7 +236,7 @@ def augment(train: Split, augmentations: list[Callable[[list[dict[str, Any]], ra
     """The training split through the augmentations, chunk by chunk: each chunk of ``AUGMENT_CHUNK`` rows gets a
     generator seeded by ``seed`` and its position, so a run reproduces whatever reads it (a stream, several
     processes). Cached with the split's rows."""
-    from engine.data import cached_rows, rows_to_dataset, stream_rows
+    from engine.data.split import cached_rows, rows_to_dataset, stream_rows
 
     def rows() -> Iterator[dict[str, Any]]:
         for index, batch in enumerate(train.batches(size=AUGMENT_CHUNK)):

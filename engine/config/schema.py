@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.config import ModelConfig, TrainingConfig
+from engine.config.sections import ModelConfig, TrainingConfig
 from engine.registry import KINDS, Registry
 
 

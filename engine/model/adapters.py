@@ -4,7 +4,7 @@ An adapter (LoRA, DoRA, IA3) is injected into the encoder in place: the encoder 
 its pretrained weights stay frozen, and only the adapter's few weights train, with the head, which always trains
 whole. The freezing strategy still applies, to the adapter's weights (``gradual`` unfreezes LoRA layer by layer).
 
-A run with an adapter saves two things (see ``save_adapter``): ``RUN_DIR/adapter/``, the adapter alone (megabytes;
+A run with an adapter saves two things (``write_adapter_dir``): ``RUN_DIR/adapter/``, the adapter alone (megabytes;
 ``engine predict`` loads the base model it names and applies it; peft's ``PeftModel.from_pretrained`` reads it too),
 and ``RUN_DIR/model/`` as every run does, with the adapter merged into the encoder's weights, so that plain
 transformers loads it when the head is a standard one.
@@ -12,13 +12,14 @@ transformers loads it when the head is a standard one.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.config import AdapterConfig
+from engine.config.sections import AdapterConfig
 from engine.errors import EngineError
+from engine.model.encoder import load_pretrained
+from engine.model.saved import write_head_files
 
 if TYPE_CHECKING:
     from torch import nn
@@ -120,8 +121,6 @@ def load_adapted_backbone(directory: Path, meta: dict[str, Any]) -> tuple[Any, n
     import peft
     from transformers import AutoTokenizer
 
-    from engine.model import load_pretrained
-
     base = meta["adapter"]
     _, backbone = load_pretrained(base["base_model"], base.get("revision"))
     tokenizer = AutoTokenizer.from_pretrained(directory)
@@ -143,12 +142,6 @@ def write_adapter_dir(directory: Path, adapter: Adapter, head: nn.Module, tokeni
                       meta: dict[str, Any]) -> None:
     """RUN_DIR/adapter/ (``directory`` must not exist): the adapter, the head, the tokenizer and engine.json, which
     names the base model; everything engine predict needs besides that base model."""
-    from safetensors.torch import save_file
-
-    from engine.model import ENGINE_FILE, HEAD_WEIGHTS
-
     directory.mkdir(parents=True)
     adapter.save(directory)
-    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(directory / HEAD_WEIGHTS))
-    tokenizer.save_pretrained(directory)
-    (directory / ENGINE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_head_files(directory, head, tokenizer, meta)

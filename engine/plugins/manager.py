@@ -222,7 +222,7 @@ def unsupported(name: str, module: object | None, distribution: metadata.Distrib
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-    from engine import __version__
+    from engine.version import __version__
 
     claims: list[tuple[Any, str]] = []
     if module is not None and hasattr(module, VERSIONS_ATTRIBUTE):

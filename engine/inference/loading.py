@@ -1,0 +1,121 @@
+"""A saved model back in memory, for `engine predict` and `engine evaluate`: the same task, head and encoding
+code that trained it, so it never sees text prepared differently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from engine.config.choice import Choice, resolve_choice
+from engine.data.split import DELIVERY, Split
+from engine.errors import ConfigError, EngineError, RunDirError
+from engine.model.adapters import load_adapted_backbone
+from engine.model.encoder import EngineModel
+from engine.model.saved import load_backbone, load_head_weights, read_engine_file
+from engine.plugins.manager import PluginManager
+from engine.plugins.recorded import load_recorded_modules, recorded_choice
+from engine.rundir.reading import read_json, read_task_json, recorded_plugins
+
+
+@dataclass
+class LoadedModel:
+    directory: Path
+    meta: dict[str, Any]
+    task: Any
+    tokenizer: Any
+    model: EngineModel
+    data: Choice | None
+    task_plugin: str  # the plugin that declares the task (its version is part of the features' cache key)
+
+
+def model_dir_of(path: Path) -> Path:
+    """A run directory or its model/ folder (or its adapter/ folder, when the run trained an adapter)."""
+    if (path / "model" / "engine.json").is_file():
+        return path / "model"
+    if (path / "engine.json").is_file():
+        return path
+    if not path.exists():
+        raise RunDirError(f"{path}: no such run directory")
+    raise RunDirError(f"{path}: no trained model here (expected {path}/model/engine.json; did the run finish?)")
+
+
+def load_model(path: Path, manager: PluginManager, *, trust_plugins: bool = False) -> LoadedModel:
+    """A saved model, its task and head built by the plugins that trained it. Task-file modules are imported from
+    where the run recorded them only with ``trust_plugins`` (the run directory is data; see ``--trust-plugins``)."""
+    directory = model_dir_of(path)
+    meta = read_engine_file(directory)
+    plugins = meta.get("plugins", {})
+    trained_with = recorded_plugins(directory.parent)
+    untrusted = load_recorded_modules(manager, plugins, trained_with, trust_plugins)
+    choose = partial(recorded_choice, manager, plugins=plugins, trained_with=trained_with, untrusted=untrusted)
+    task_choice = choose("task", meta["task"], "engine.json task")
+    head_choice = choose("build_head", meta["head"], "engine.json head")
+    data = meta.get("data", {}).get("options")
+    data_choice = None
+    if data:
+        try:
+            data_choice = choose("load_data", data, "engine.json data")
+        except EngineError:
+            data_choice = None  # an input file can still name its own format
+    task = task_choice.build()
+    task.load_state_dict(meta.get("task_state", {}))
+    tokenizer, backbone = load_adapted_backbone(directory, meta) if meta.get("adapter") else load_backbone(directory)
+    config: Any = backbone.config
+    head = head_choice.build(task.head_spec(config.hidden_size))
+    load_head_weights(head, directory)
+    model = EngineModel(backbone, head, list(tokenizer.model_input_names))
+    model.eval()
+    return LoadedModel(directory, meta, task, tokenizer, model, data_choice, task_choice.component.plugin)
+
+
+def read_input(loaded: LoadedModel, manager: PluginManager, file: Path, *, labelled: bool,
+               fmt: str | None = None) -> Split:
+    """Read a file the way the training data was read: the same format and column names, unless ``fmt`` (the
+    CLI's ``--format``) or the file's extension names another format."""
+    registry = manager.registry()
+    base = dict(loaded.data.raw) if loaded.data else {}
+    if fmt is not None:
+        if registry.find("load_data", fmt) is None:
+            raise EngineError(str(registry.unknown("load_data", fmt, "--format")))
+    else:
+        fmt = file.suffix.lstrip(".").lower()
+        if registry.find("load_data", fmt) is None:
+            fmt = base.get("format") or fmt
+    raw = {k: v for k, v in base.items() if k not in DELIVERY | {"format"}}
+    raw.update({"format": fmt, "train": str(file.resolve()), "labels_required": labelled})
+    component = registry.find("load_data", fmt)
+    if component is None:
+        raise EngineError(f"{file}: cannot tell its format from the extension; expected one of: "
+                          f"{', '.join('.' + n for n in registry.names('load_data'))}")
+    if component.options is not None:
+        allowed = set(component.options.model_fields)
+        raw = {k: v for k, v in raw.items() if k in allowed or k == "format"}
+    issues: list = []
+    choice = resolve_choice(registry, "load_data", raw, "input", issues, key="format")
+    if issues or choice is None:
+        raise ConfigError(issues, file)
+    splits = choice.build(Path.cwd())
+    split = splits["train"]
+    if split.streaming or not len(split):
+        raise EngineError(f"{file}: no rows to read" if not split.streaming else f"{file}: cannot predict on a stream")
+    return Split("input", split.data, str(file), split.info, fingerprint=split.fingerprint)
+
+
+def task_of_run(run_dir: Path, manager: PluginManager, *, trust_plugins: bool = False) -> tuple[Any, str | None]:
+    """The run's task object, built by the plugin that declares it, for its report sections: (task, None), or
+    (None, why not). Task-file modules load from where the run recorded them only with ``trust_plugins``."""
+    config = read_task_json(run_dir)
+    trained_with = recorded_plugins(run_dir)
+    plugins = {name: str(info.get("version")) for name, info in trained_with.items()}
+    try:
+        untrusted = load_recorded_modules(manager, plugins, trained_with, trust_plugins)
+        task = recorded_choice(manager, "task", config.get("task"), "task.json task", plugins, trained_with,
+                               untrusted).build()
+    except EngineError as exc:
+        return None, f"The task's own sections are left out: {exc}"
+    meta = read_json(run_dir / "model" / "engine.json")
+    if isinstance(meta, dict) and meta.get("task_state"):
+        task.load_state_dict(meta["task_state"])
+    return task, None

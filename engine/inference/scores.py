@@ -1,0 +1,52 @@
+"""Scores and predictions written out: metrics computed from a split's predictions, and the JSONL files of
+predictions that the run directory and `engine predict` write."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.atomic import write_lines, write_text
+from engine.data.features import predictions_of
+from engine.data.split import Split
+
+
+@dataclass
+class Scores:
+    """One split scored: its metrics, and the predictions and references they came from (one per row)."""
+
+    values: dict[str, float]
+    predictions: list[Any]
+    references: list[Any]
+
+
+def compute_metrics(task: Any, metrics: list[Any], split: Split, features: Any,
+                    outputs: list[Any], loss: float | None) -> Scores:
+    predictions = predictions_of(task, split, features, outputs)
+    references = task.references(split)
+    values: dict[str, float] = {}
+    if loss is not None:
+        values["loss"] = loss
+    for metric in metrics:
+        values.update(metric(predictions, references))
+    return Scores(values, predictions, references)
+
+
+def write_predictions(path: Path, split: Split, scores: Scores) -> None:
+    """RUN_DIR/predictions/SPLIT.jsonl: per row, its line in the data file, the prediction and the reference (what
+    the run report reads), written whole or not at all."""
+    lines = (row[-1] for row in split.values())
+    write_lines(path, (json.dumps({"line": line, "prediction": prediction, "reference": reference},
+                                  ensure_ascii=False, default=str) + "\n"
+                       for line, prediction, reference in zip(lines, scores.predictions, scores.references)))
+
+
+def write_jsonl(rows: list[dict[str, Any]], output: Path | None) -> None:
+    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    if output is None:
+        sys.stdout.write(lines)
+        return
+    write_text(output, lines)

@@ -1,0 +1,130 @@
+"""Training batches: length-grouped, shuffled, seeded, and sharded between processes so that N processes at batch
+B train on the very batches one process at N x B does; from a whole split or from a stream."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import Sampler
+
+from engine.data.features import starts_of
+
+BUFFER_BATCHES = 50  # global batches in a streaming shuffle buffer (as in one sorted chunk of LengthGroupedBatches)
+
+
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Shuffled batches of similar-length features: far less padding than random batches, still random order.
+
+    Features are shuffled, cut into chunks of 50 batches, each chunk sorted by length and split into batches, and
+    the batches shuffled. Seeded by ``seed`` and the epoch, so runs reproduce.
+
+    With several processes the batches are global: ``batch_size`` features for each of ``num_processes``, and this
+    process (``rank``) takes every ``num_processes``-th feature of each (similar lengths, so no process waits on a
+    longer share). N processes with batch B therefore see the batches one process with batch N*B sees, in the same
+    order. ``start_epoch(epoch, skip)`` starts an epoch ``skip`` batches in, for an exact resume.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: bool = True, *,
+                 num_processes: int = 1, rank: int = 0, starts: Any = None) -> None:
+        self.lengths, self.seed, self.group = lengths, seed, group
+        self.batch_size, self.num_processes, self.rank = batch_size, num_processes, rank
+        self.epoch, self.skip = 0, 0
+        #: ``row_starts`` of the features (None: every feature is a row of its own).
+        self.starts = starts
+        #: Rows in each global batch of the epoch being iterated (``rows_in``), all processes' shares together.
+        self.batch_rows: list[int] = []
+
+    def start_epoch(self, epoch: int, skip: int = 0) -> None:
+        # Not `set_epoch`: Accelerate calls that on samplers with its own count of iterations, wrong after a resume.
+        self.epoch, self.skip = epoch, skip
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / (self.batch_size * self.num_processes))
+
+    def global_batches(self) -> list[list[int]]:
+        size = self.batch_size * self.num_processes
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        if not self.group:
+            return [order[i : i + size] for i in range(0, len(order), size)]
+        chunk = size * 50
+        batches: list[list[int]] = []
+        for start in range(0, len(order), chunk):
+            part = sorted(order[start : start + chunk], key=lambda i: self.lengths[i], reverse=True)
+            batches.extend(part[i : i + size] for i in range(0, len(part), size))
+        full = [b for b in batches if len(b) == size]
+        rng.shuffle(full)
+        return full + [b for b in batches if len(b) != size]  # the one short batch, if any, goes last
+
+    def rows_in(self, batch: int) -> int:
+        """The rows the epoch's ``batch``-th global batch trains on (a row counts in the batch of its first
+        feature): every process knows the whole batch's count, with no communication."""
+        return self.batch_rows[batch]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.global_batches()
+        starts = self.starts
+        self.batch_rows = [len(b) for b in batches] if starts is None else [int(starts[b].sum()) for b in batches]
+        for batch in batches[self.skip :]:
+            if len(batch) < self.num_processes:  # every process needs a share: top up from the first batch
+                batch = batch + batches[0][: self.num_processes - len(batch)]
+            yield batch[self.rank :: self.num_processes]
+
+
+class StreamBatches(torch.utils.data.IterableDataset):
+    """Length-grouped batches from a stream of features (``data.streaming``), in flat memory.
+
+    The stream is read in buffers of ``BUFFER_BATCHES`` global batches; each buffer is shuffled, grouped by length
+    and cut into batches as ``LengthGroupedBatches`` does with a whole split, and this process takes its share. The
+    stream is read again for every epoch (a new shuffle within each buffer), and ``start_epoch(epoch, skip)`` skips
+    ``skip`` batches by reading past them: a resume is exact, at the cost of reading the skipped part again.
+    """
+
+    def __init__(self, features: Any, batch_size: int, seed: int, group: bool = True, *,
+                 num_processes: int = 1, rank: int = 0) -> None:
+        self.features, self.batch_size, self.seed, self.group = features, batch_size, seed, group
+        self.num_processes, self.rank = num_processes, rank
+        self.epoch, self.skip = 0, 0
+        self.batch_rows: dict[int, int] = {}  # rows of the global batches read but not yet trained on
+
+    def start_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def rows_in(self, batch: int) -> int:
+        """As ``LengthGroupedBatches.rows_in``, for a batch already read (asked for once, in order)."""
+        return self.batch_rows.pop(batch)
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        size = self.batch_size * self.num_processes * BUFFER_BATCHES
+        done, last_row = 0, None
+        buffer: list[dict[str, Any]] = []
+        self.batch_rows = {}
+        for part, feature in enumerate(self.features):
+            buffer.append(feature)
+            if len(buffer) == size:
+                yield from self._batches(buffer, part, done, last_row)
+                done += math.ceil(len(buffer) / (self.batch_size * self.num_processes))
+                buffer, last_row = [], buffer[-1]["row"]
+        if buffer:
+            yield from self._batches(buffer, -1, done, last_row)
+
+    def _batches(self, buffer: list[dict[str, Any]], part: int, done: int,
+                 last_row: int | None) -> Iterator[list[dict[str, Any]]]:
+        sampler = LengthGroupedBatches([f["length"] for f in buffer], self.batch_size, self.seed * 7919 + part,
+                                       self.group, num_processes=self.num_processes, rank=self.rank,
+                                       starts=starts_of([f["row"] for f in buffer], last_row))
+        skip = max(0, self.skip - done)
+        sampler.start_epoch(self.epoch, skip=skip)
+        for number, indices in enumerate(sampler, start=done + skip):
+            self.batch_rows[number] = sampler.rows_in(number - done)
+            yield [buffer[i] for i in indices]
+
+
+def collate(task: Any, tokenizer: Any, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """The training loader's collate_fn: the task pads its features (arguments as the Task protocol has them)."""
+    return task.collate(features, tokenizer)

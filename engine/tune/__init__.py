@@ -1,0 +1,1 @@
+"""`engine tune`: hyperparameter search with Optuna (``search``)."""
