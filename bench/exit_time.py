@@ -1,9 +1,9 @@
-"""How long a process spends ending: engine's exit (engine.shutdown) against Python's own, in whole processes.
+"""How long a process spends ending: engine's exit (engine.cli.shutdown) against Python's own, in whole processes.
 
 Two pairs, alternated over ``--repeats`` rounds:
 
 - the imports every contender of bench/speed_vs_peers.py pays (torch, transformers' BERT, datasets, matplotlib),
-  then Python's exit against ``engine.shutdown.exit_process``;
+  then Python's exit against ``engine.cli.shutdown.exit_process``;
 - ``engine run --dry-run`` on examples/sentiment (loads the data and the packaged model, one batch forward and
   backward), ended by Python's exit (``ENGINE_FAST_EXIT=0``) against engine's.
 

@@ -6,45 +6,44 @@
       history.jsonl    one line per logged step and evaluation
       metrics.json     {"validation": {...}, "test": {...}} for the splits given
       predictions/     SPLIT.jsonl: line, prediction and reference per row (validation: the best model's)
-      report/          index.html and its SVG charts (engine.report)
-      tensorboard/     event files, with training.report_to ["tensorboard"] (engine.trackers)
+      report/          index.html and its SVG charts (engine.report.run_report)
+      tensorboard/     event files, with training.report_to ["tensorboard"] (engine.training.trackers)
       model/           the trained model (written to model.tmp/, then renamed)
-      checkpoints/     step-N/ (the newest K, for --resume) and best.safetensors; see engine.checkpoints
+      checkpoints/     step-N/ (the newest K, for --resume) and best.safetensors; see engine.rundir.checkpoints
       .lock            held by the run in progress, so that a second run on the directory refuses at once
+
+A command refuses an output directory before it touches it: a refusal leaves the directory (and its parents)
+byte for byte as they were.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
-import platform
 import shutil
-import socket
-import sys
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from engine.errors import RunDirError
+from engine.rundir.checkpoints import latest_checkpoint, read_trainer_state
+from engine.rundir.lock import LOCK_FILE, RunLock
 
 MARKERS = ("manifest.json", "task.json")
-LOCK_FILE = ".lock"
 
 
-def check_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
-    """Refuse, before any work, to clobber an earlier run unless asked (and then only a run directory)."""
+def check_output_dir(path: Path, *, overwrite: bool, resume: bool, processes: int | None = None,
+                     batch_size: int | None = None) -> None:
+    """Refuse, before any work and without touching anything, to clobber an earlier run unless asked (and then
+    only a run directory), to resume what cannot be resumed, or to write where nothing can be written.
+    ``processes`` and ``batch_size``: a resume must use those its checkpoint was written with."""
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"output_dir {path} is a file, not a directory; set output_dir to a directory "
+                          "(e.g. --set output_dir=runs/new)")
     if resume:
-        from engine.rundir.checkpoints import latest_checkpoint
-
-        if latest_checkpoint(path) is None:
+        checkpoint = latest_checkpoint(path)
+        if checkpoint is None:
             raise RunDirError(
                 f"--resume: {path} has no checkpoint to resume from (expected {path}/checkpoints/step-N/)")
+        if processes is not None and batch_size is not None:
+            check_resumable(checkpoint, processes, batch_size)
         return
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"output_dir {path} is a file, not a directory")
     if path.exists() and any(p.name != LOCK_FILE for p in path.iterdir()):
         if not overwrite:
             raise RunDirError(
@@ -54,11 +53,56 @@ def check_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
         if not any((path / marker).exists() for marker in MARKERS):
             raise RunDirError(
                 f"--overwrite: {path} does not look like a run directory (no manifest.json); not deleting it")
+    check_writable(path)
 
 
-def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
+def check_writable(path: Path) -> None:
+    """The nearest folder that exists on the way to ``path`` must be a folder we may create entries in."""
+    import os
+
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunDirError(f"output_dir {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(f"output_dir {path}: {existing} is not writable by this user; set output_dir to a folder "
+                          "you can write to (e.g. --set output_dir=runs/new)")
+
+
+def check_resumable(checkpoint: Path, processes: int, batch_size: int) -> None:
+    """The sampler's global batches depend on the processes and the batch size: another count would resume at
+    another place in the data."""
+    saved = read_trainer_state(checkpoint)
+    was = (saved.get("processes", 1), saved.get("batch_size", batch_size))
+    if was != (processes, batch_size):
+        raise RunDirError(f"--resume: {checkpoint} was written by {was[0]} process(es) with training.batch_size "
+                          f"{was[1]}; this run has {processes} with {batch_size}. Resume with the same, or start a "
+                          "new run.")
+
+
+def claim_output_dir(path: Path, *, overwrite: bool, resume: bool, processes: int | None = None,
+                     batch_size: int | None = None) -> RunLock:
+    """Check the output directory, lock it, and check again under the lock (another run may have written there
+    meanwhile). A refusal, at either check or at the lock, leaves ``path`` as it was."""
+    check = {"overwrite": overwrite, "resume": resume, "processes": processes, "batch_size": batch_size}
+    check_output_dir(path, **check)
+    lock = RunLock(path)
+    lock.acquire()
+    try:
+        check_output_dir(path, **check)
+    except BaseException:
+        lock.abandon()
+        raise
+    lock.sign()
+    return lock
+
+
+def prepare_output_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
     """Create the run directory; an earlier run goes only now, once data and model have loaded without error."""
-    check_run_dir(path, overwrite=overwrite, resume=resume)
+    check_output_dir(path, overwrite=overwrite, resume=resume)
     if not resume and overwrite and path.exists():
         for entry in path.iterdir():
             if entry.name == LOCK_FILE:  # ours: the run that holds it is this one
@@ -68,136 +112,3 @@ def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
             else:
                 entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
-
-
-class RunLock:
-    """An exclusive hold on a run directory while a run (or a resume) writes to it.
-
-    ``flock`` on ``RUN_DIR/.lock``: the kernel lets go when the holder dies, SIGKILL included, so a lock left by a
-    killed run is simply taken over. The file names its holder (pid, host, start) for the message a second run
-    gets. Where the file system has no ``flock`` (some network file systems), a holder on this host is checked by
-    its pid, and one on another host is trusted until the file is deleted.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self.path = run_dir / LOCK_FILE
-        self.fd: int | None = None
-
-    def acquire(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            if not _flock(fd) or (not _HAS_FLOCK and _holder_alive(self._holder())):
-                raise RunDirError(self._busy_message())
-        except BaseException:
-            os.close(fd)
-            raise
-        me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
-        self.fd = fd
-
-    def release(self) -> None:
-        # The file stays (deleting a lock file others may have open races with them); the lock goes with the fd.
-        if self.fd is not None:
-            os.ftruncate(self.fd, 0)
-            os.close(self.fd)
-            self.fd = None
-
-    def _holder(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.path.read_text(encoding="utf-8") or "{}")
-        except (OSError, ValueError):
-            return {}
-
-    def _busy_message(self) -> str:
-        holder = self._holder()
-        who = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, started {holder.get('started', '?')}"
-        return (f"output directory {self.run_dir} is in use by another run ({who}); wait for it to finish, or set "
-                f"another output_dir (e.g. --set output_dir=runs/new). If that run is gone, delete {self.path}.")
-
-
-try:
-    import fcntl
-
-    _HAS_FLOCK = True
-except ImportError:  # Windows
-    _HAS_FLOCK = False
-
-
-def _flock(fd: int) -> bool:
-    """Try to lock ``fd`` without waiting: False when another process holds it."""
-    global _HAS_FLOCK
-    if not _HAS_FLOCK:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError:  # no flock on this file system: fall back to the holder's pid
-        _HAS_FLOCK = False
-    return True
-
-
-def _holder_alive(holder: dict[str, Any]) -> bool:
-    if not holder.get("pid"):
-        return False
-    if holder.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
-
-
-def fingerprint(path: Path) -> dict[str, Any]:
-    """sha256 and size of a data file, or of every file in a data folder."""
-    if path.is_dir():
-        digest = hashlib.sha256()
-        size = 0
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(file.relative_to(path)).encode())
-            digest.update(_sha256(file).encode())
-            size += file.stat().st_size
-        return {"path": str(path), "sha256": digest.hexdigest(), "bytes": size}
-    if path.is_file():
-        return {"path": str(path), "sha256": _sha256(path), "bytes": path.stat().st_size}
-    return {"path": str(path)}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
-    names = ["engine", "torch", "transformers", "accelerate", "datasets", "pluggy", "pydantic", *extra]
-    found = {}
-    for name in names:
-        with contextlib.suppress(metadata.PackageNotFoundError):  # not installed: not recorded
-            found[name] = metadata.version(name)
-    return found
-
-
-def manifest(*, seed: int, data_files: dict[str, Path], plugins: list[dict[str, Any]], status: str,
-             extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "status": status,
-        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": sys.argv,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": versions(),
-        "seed": seed,
-        "data": {split: fingerprint(path) for split, path in data_files.items()},
-        "plugins": plugins,
-        **(extra or {}),
-    }

@@ -44,7 +44,9 @@ from engine.rundir.checkpoints import (
     read_trainer_state,
     save_checkpoint,
 )
-from engine.rundir.layout import RunLock, check_run_dir, manifest, prepare_run_dir
+from engine.rundir.layout import check_output_dir, claim_output_dir, prepare_output_dir
+from engine.rundir.lock import RunLock
+from engine.rundir.manifest import manifest
 from engine.training.batching import LengthGroupedBatches, StreamBatches, collate
 from engine.training.precision import resolve_precision, training_device
 from engine.training.trackers import flat_config, trackers
@@ -116,7 +118,8 @@ class Run:
                                        project_dir=self.run_dir if self.training.report_to else None)
         self.main = self.accelerator.is_main_process
         self.task = resolved.task_object
-        self.lock = RunLock(self.run_dir)
+        self.lock: RunLock | None = None  # the main process's hold on the run directory (take_lock)
+        self.writing = False  # the run directory is being written (after setup has loaded data and model)
 
     # --- setup -------------------------------------------------------------------------------------------------
 
@@ -130,12 +133,11 @@ class Run:
             torch.set_num_threads(training.threads)
         if self.dry_run:  # writes nothing, so needs no lock; the run it previews may still be refused: say so now
             try:
-                check_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume)
+                check_output_dir(self.run_dir, **self.output_checks)
             except RunDirError as exc:
                 console.warn(f"engine run without --dry-run would stop: {exc}")
         else:
             self.take_lock()
-            check_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume)
         set_seed(training.seed)
 
         # Data: read, learn the label space from train, check the other splits against it, augment train. The
@@ -233,8 +235,9 @@ class Run:
             return
 
         # Only now, with data and model loaded without error, does an earlier run make way.
+        self.writing = True
         if self.main:
-            prepare_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume)
+            prepare_output_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume)
             clean_partial(self.run_dir)
         accelerator.wait_for_everyone()
         if self.resume:
@@ -303,7 +306,7 @@ class Run:
         refusal: list[str | None] = [None]
         if self.main:
             try:
-                self.lock.acquire()
+                self.lock = claim_output_dir(self.run_dir, **self.output_checks)
             except EngineError as exc:
                 refusal[0] = str(exc)
         if self.accelerator.num_processes > 1:
@@ -311,17 +314,16 @@ class Run:
         if refusal[0] is not None:
             raise RunDirError(refusal[0])
 
+    @property
+    def output_checks(self) -> dict[str, Any]:
+        """What ``check_output_dir`` needs to know of this run."""
+        return {"overwrite": self.overwrite, "resume": self.resume, "processes": self.accelerator.num_processes,
+                "batch_size": self.training.batch_size}
+
     def restore(self) -> None:
         path = latest_checkpoint(self.run_dir)
-        assert path is not None  # check_run_dir made sure
+        assert path is not None  # claim_output_dir made sure, and that the processes and batch size match
         saved = read_trainer_state(path)
-        # The sampler's global batches depend on both: another count would resume at another place in the data.
-        was = (saved.get("processes", 1), saved.get("batch_size", self.training.batch_size))
-        now = (self.accelerator.num_processes, self.training.batch_size)
-        if was != now:
-            raise RunDirError(f"--resume: {path} was written by {was[0]} process(es) with training.batch_size "
-                              f"{was[1]}; this run has {now[0]} with {now[1]}. Resume with the same, or start a new "
-                              "run.")
         self.accelerator.load_state(str(path))  # model, optimizer, scheduler, RNGs, accumulation counter
         for key in RESUMED_FIELDS:
             setattr(self.state, key, saved["state"][key])
@@ -618,7 +620,8 @@ def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = Fal
         recipe.train()
         return recipe.save()
     finally:
-        recipe.lock.release()
+        if recipe.lock is not None:  # a run that failed before writing anything leaves no trace
+            recipe.lock.release() if recipe.writing else recipe.lock.abandon()
 
 
 # What a checkpoint brings back into the state (the rest comes from the task file).

@@ -119,7 +119,7 @@ def test_a_report_that_fails_to_draw_does_not_fail_the_run(tiny_task, run_engine
     def broken(*args, **kwargs):
         raise ValueError("no room on the canvas")
 
-    monkeypatch.setattr(engine.report, "learning_curves", broken)
+    monkeypatch.setattr(engine.report.run_report, "learning_curves", broken)
     result = run_engine("run", tiny_task())
     assert result.exit_code == 0
     assert "the run report could not be written (ValueError: no room on the canvas)" in result.stderr

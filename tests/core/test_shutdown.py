@@ -56,7 +56,7 @@ def test_the_fast_exit_skips_the_teardown(tmp_path):
     """The point of it: an object whose finalizer would run at the interpreter's teardown is not finalized."""
     script = tmp_path / "program.py"
     script.write_text(
-        "import sys, torch\nfrom engine.shutdown import exit_process\n"
+        "import sys, torch\nfrom engine.cli.shutdown import exit_process\n"
         "class Slow:\n    def __del__(self):\n        print('finalized', end='')\n"
         "keep = Slow()\nexit_process(0)\n"
     )
@@ -69,7 +69,7 @@ def test_the_fast_exit_skips_the_teardown(tmp_path):
 
 
 def test_the_command_keeps_its_exit_code(tmp_path):
-    """`python -m engine` exits through engine.shutdown with the command's own code."""
+    """`python -m engine` exits through engine.cli.shutdown with the command's own code."""
     task = tmp_path / "task.json"
     task.write_text('{"task": "classification", "data": {"train": "missing.tsv"}}')
     done = subprocess.run(
