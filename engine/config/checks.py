@@ -14,7 +14,7 @@ def check_monitors(training: TrainingConfig, callbacks: list[Choice], metrics: l
     """Every monitored value (``training.monitor``, or the task's default; a callback's ``monitor``) must be one the
     run computes after each evaluation, with a known direction. Returns each monitor's direction."""
     watched: list[tuple[str, str, str, str, bool]] = [
-        ("training.monitor", training.monitor or task.monitor, "training.mode", training.mode,
+        ("training.monitor", training.effective_monitor(task), "training.mode", training.mode,
          training.monitor is not None)]
     for i, choice in enumerate(callbacks):
         monitor = getattr(choice.options, "monitor", None)

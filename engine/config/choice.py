@@ -71,6 +71,12 @@ class ResolvedTask:
     #: The task file as written (with --set applied), before the task's defaults: what a search trial starts from.
     raw_as_written: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def monitor(self) -> str:
+        """The value that picks the best model: ``training.monitor``, else the task's own (e.g.
+        'validation.accuracy'). Its direction is ``directions[monitor]`` when the run has a validation split."""
+        return self.training.effective_monitor(self.task_object)
+
     def to_dict(self) -> dict[str, Any]:
         """The task file as run: every default filled in, loadable by ``engine run`` again."""
         return {

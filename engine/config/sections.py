@@ -74,6 +74,10 @@ class TrainingConfig(ConfigSection):
         "TensorBoard's event files go to RUN_DIR/tensorboard/.")
     report: bool = Field(True, description="Write RUN_DIR/report/index.html (plots and tables) when the run ends.")
 
+    def effective_monitor(self, task: Any) -> str:
+        """The value that picks the best model: ``monitor``, else the task's own (e.g. 'validation.accuracy')."""
+        return self.monitor or task.monitor
+
     @field_validator("report_to")
     @classmethod
     def _known_trackers(cls, value: list[str]) -> list[str]:

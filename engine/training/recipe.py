@@ -83,10 +83,9 @@ def load_splits(resolved: ResolvedTask) -> dict[str, Split]:
 def monitor_and_mode(resolved: ResolvedTask, task: Any, splits: dict[str, Split]) -> tuple[str | None, str]:
     """The metric that picks the best model (None without its split) and whether it improves up or down (decided
     when the task file was validated: see ``engine.config.monitor_direction``)."""
-    training = resolved.training
-    monitor = training.monitor or task.monitor
+    monitor = resolved.monitor
     if monitor.split(".")[0] not in splits:
-        if training.monitor:
+        if resolved.training.monitor:
             raise ConfigError([ConfigIssue("training.monitor", f"monitors {monitor!r} but data has no "
                                            f"{monitor.split('.')[0]!r} split")], resolved.source)
         return None, "max"

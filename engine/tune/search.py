@@ -200,7 +200,7 @@ def open_study(resolved: ResolvedTask, name: str | None = None) -> tuple[Any, st
 
 def objective(resolved: ResolvedTask) -> tuple[str, str]:
     """What the search optimizes: the run's monitor (a validation metric) and its direction."""
-    monitor = resolved.training.monitor or resolved.task_object.monitor
+    monitor = resolved.monitor
     if monitor not in resolved.directions:
         raise ConfigError([ConfigIssue("data.validation", "missing: engine tune scores each trial on a validation "
                                        "split; set data.validation or data.validation_split")], resolved.source)
