@@ -49,15 +49,54 @@ def _number(value: str) -> float | None:
         return None
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The first lines of a UTF-8 text file; a binary or compressed file is an EngineError saying so."""
+    with path.open("rb") as handle:
+        start = handle.read(2)
+        handle.seek(0)
+        if start == GZIP_MAGIC:
+            raise EngineError(f"{path}: a gzip-compressed file; engine init reads the uncompressed file "
+                              f"(gunzip -k {path.name}, then engine init on it)")
+        raw = b"".join(islice(handle, SAMPLE * 20 + 1))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise EngineError(f"{path}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); engine init reads "
+                          "UTF-8 text files: is it binary, or in another encoding? (engine run reads other "
+                          "encodings with data.encoding)") from None
+    if "\x00" in text:
+        raise EngineError(f"{path}: holds NUL bytes: a binary file, not {path.suffix} text")
+    return text.splitlines(keepends=True)
+
+
 def _records(path: Path, fmt: str) -> tuple[list[str], list[dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        if fmt == "jsonl":
-            records = [json.loads(line) for line in islice(handle, SAMPLE) if line.strip()]
-            return list(records[0]) if records else [], records
-        reader = csv.reader(handle, delimiter="\t" if fmt == "tsv" else ",",
-                            quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
+    lines = _text_lines(path)
+    if fmt == "jsonl":
+        records = []
+        for number, line in enumerate(lines[:SAMPLE], start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise EngineError(f"{path}, line {number}: not valid JSON ({exc.msg}); a .jsonl file holds one "
+                                  "JSON object per line") from None
+            if not isinstance(record, dict):
+                raise EngineError(f"{path}, line {number}: expected a JSON object ({{\"text\": ..., "
+                                  f"\"label\": ...}}), got {type(record).__name__}")
+            records.append(record)
+        return (list(dict.fromkeys(k for r in records for k in r)) if records else []), records
+    reader = csv.reader(lines, delimiter="\t" if fmt == "tsv" else ",",
+                        quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
+    try:
         header = next(reader, [])
         return header, [dict(zip(header, row)) for row in islice(reader, SAMPLE)]
+    except csv.Error as exc:
+        raise EngineError(f"{path}, line {reader.line_num}: cannot read it as {fmt.upper()} ({exc})") from None
 
 
 def inspect_table(path: Path, fmt: str) -> Inspection:
@@ -65,6 +104,17 @@ def inspect_table(path: Path, fmt: str) -> Inspection:
     found = Inspection(path, fmt, rows=len(records), columns=header)
     if not records:
         raise EngineError(f"{path}: no rows to learn from")
+    # Nested values (objects, lists) are neither text nor a label a starter file can name.
+    nested = [c for c in header if any(isinstance(r.get(c), (dict, list)) for r in records)]
+    header = [c for c in header if c not in nested]
+    if len(header) < 2:
+        delimiter = {"tsv": "tab-separated", "csv": "comma-separated"}.get(fmt, "")
+        what = (f"{len(header)} usable column(s) ({', '.join(map(repr, header)) or 'none'})"
+                + (f"; {', '.join(map(repr, nested))} hold nested values" if nested else ""))
+        raise EngineError(f"{path}: found {what}; engine init needs a text column and a label column"
+                          + (f" (a .{fmt} file is {delimiter}: check the delimiter)" if delimiter else ""))
+    if nested:
+        found.reasons.append(f"left out {', '.join(map(repr, nested))}: nested values, not text")
 
     def values(column: str) -> list[str]:
         return [str(r.get(column, "")) for r in records]
@@ -89,17 +139,16 @@ def inspect_table(path: Path, fmt: str) -> Inspection:
 def inspect_conll(path: Path) -> Inspection:
     found = Inspection(path, "conll")
     sentence = 0
-    with path.open(encoding="utf-8") as handle:
-        for line in islice(handle, SAMPLE * 20):
-            if not line.strip() or line.startswith("-DOCSTART-"):
-                if sentence:
-                    found.words.append(sentence)
-                sentence = 0
-                continue
-            if "\t" in line:
-                found.separator = "\t"
-            found.labels[re.split(r"\t" if found.separator else r"\s+", line.strip())[-1]] += 1
-            sentence += 1
+    for line in _text_lines(path):
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if sentence:
+                found.words.append(sentence)
+            sentence = 0
+            continue
+        if "\t" in line:
+            found.separator = "\t"
+        found.labels[re.split(r"\t" if found.separator else r"\s+", line.strip())[-1]] += 1
+        sentence += 1
     if sentence:
         found.words.append(sentence)
     found.rows = len(found.words)

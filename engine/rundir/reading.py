@@ -43,13 +43,17 @@ def read_history(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, An
 
 
 def read_task_json(run_dir: Path) -> dict[str, Any]:
-    """The run's task.json (the task as run); a RunDirError when ``run_dir`` is not a run directory."""
+    """The run's task.json (the task as run); a RunDirError when ``run_dir`` is not a run directory: a run writes
+    task.json and manifest.json (with its status) when it starts, so a folder holding a user's own task.json is
+    not taken for one."""
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory")
     task = read_json(run_dir / "task.json")
-    if not isinstance(task, dict):
-        raise RunDirError(f"{run_dir}: not a run directory (expected {run_dir / 'task.json'}, written when a run "
-                          "starts)")
+    manifest = read_json(run_dir / "manifest.json")
+    if not isinstance(task, dict) or not isinstance(manifest, dict) or "status" not in manifest:
+        missing = "task.json" if not isinstance(task, dict) else "manifest.json"
+        raise RunDirError(f"{run_dir}: not a run directory (expected {run_dir / missing}, which engine run writes "
+                          "when a run starts)")
     return task
 
 

@@ -13,9 +13,23 @@ def encode_texts(rows: dict[str, list[Any]], tokenizer: Any, max_length: int) ->
     if pairs is not None and None in pairs:
         missing = pairs.index(None)
         raise DataError("missing the second text of the pair", line=rows[LINE][missing])
+    for key in ("text", "text_pair"):
+        for value, line in zip(rows.get(key) or (), rows[LINE]):
+            if isinstance(value, (dict, list)):
+                what = "an object" if isinstance(value, dict) else "a list"
+                which = "the second text of the pair" if key == "text_pair" else "the text"
+                raise DataError(f"{which} (data.text) is {what}, {_short(value)}; expected a string: name text "
+                                "columns only in data.text", line=line)
     encoded = tokenizer([str(t) for t in rows["text"]], [str(t) for t in pairs] if pairs is not None else None,
                         truncation=True, max_length=max_length)
     return dict(encoded)
+
+
+def _short(value: Any) -> str:
+    import json
+
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def pad_batch(features: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]:

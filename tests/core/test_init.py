@@ -66,3 +66,43 @@ def test_init_keeps_an_existing_task_file_and_names_unknown_formats(tmp_path, ru
     (tmp_path / "d.xlsx").write_text("")
     result = run_engine("init", tmp_path / "d.xlsx", "--output", tmp_path / "other.json")
     assert result.exit_code == 1 and "cannot tell the format from the extension '.xlsx'" in result.stderr
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("data.tsv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "not UTF-8 text"),
+    ("data.jsonl", b"\x1f\x8b\x08\x00\x00\x00\x00\x00", "gzip-compressed"),
+    ("data.csv", b"sentence\nfine words here\nmore words there\n", "1 usable column(s) ('sentence')"),
+    ("data.tsv", b"text,label\nsome text,pos\n", "check the delimiter"),
+    ("data.jsonl", b'{"text": "good", "label": "pos"}\n{"text": "bad", \n', "line 2: not valid JSON"),
+    ("data.jsonl", b'["good", "pos"]\n', "line 1: expected a JSON object"),
+])
+def test_init_on_hostile_files_is_one_clear_message(name, content, expected, tmp_path, run_engine):
+    (tmp_path / name).write_bytes(content)
+    result = run_engine("init", tmp_path / name, "--output", tmp_path / "task.json")
+    assert result.exit_code == 1, result.stderr
+    assert expected in result.stderr and str(tmp_path / name) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "task.json").exists()
+
+
+def test_init_leaves_nested_values_out_of_the_text(tmp_path, run_engine):
+    rows = [{"text": f"a {w} film to watch", "label": w, "meta": {"source": "web", "id": i}}
+            for i, w in enumerate(["good", "bad"] * 10)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_engine("init", tmp_path / "data.jsonl", "--output", tmp_path / "task.json")
+    assert result.exit_code == 0, result.stderr
+    config = json.loads((tmp_path / "task.json").read_text())
+    assert config["data"]["text"] == "text" and config["data"]["label"] == "label"
+    assert "left out 'meta': nested values" in result.stderr
+
+
+def test_a_nested_value_where_text_is_expected_is_a_data_error_at_its_line(write_task, tiny_model_dir, run_engine):
+    rows = [{"text": f"a {w} film", "label": w, "meta": {"id": i}} for i, w in enumerate(["good", "bad"] * 8)]
+    path = write_task({"task": "classification", "model": {"name": str(tiny_model_dir)},
+                       "data": {"train": "train.jsonl", "text": ["text", "meta"], "validation_split": 0.25},
+                       "training": {"epochs": 1}},
+                      {"train.jsonl": "".join(json.dumps(r) + "\n" for r in rows)})
+    result = run_engine("run", path)
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
+    assert "train.jsonl" in result.stderr and "line 1" in result.stderr
+    assert "the second text of the pair (data.text) is an object" in result.stderr

@@ -1,0 +1,15 @@
+"""Issue 27's hostile-but-realistic inputs, each reproduced as the user met it: one clear message (or the right
+behaviour), exit status non-zero where refused, no traceback, nothing lost."""
+
+import json
+
+
+def test_compare_refuses_a_folder_that_only_holds_a_task_file(tmp_path, run_engine):
+    for name in ("mine", "theirs"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "task.json").write_text(json.dumps({"task": "classification", "data": {}}))
+        (tmp_path / name / "train.tsv").write_text("text\tlabel\n")
+    result = run_engine("compare", tmp_path / "mine", tmp_path / "theirs", "--output", tmp_path / "out")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'mine'}: not a run directory" in result.stderr and "manifest.json" in result.stderr
+    assert not (tmp_path / "out").exists()
