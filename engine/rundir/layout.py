@@ -88,8 +88,10 @@ def claim_output_dir(path: Path, *, overwrite: bool, resume: bool, processes: in
     """Check the output directory, lock it, and check again under the lock (another run may have written there
     meanwhile). A refusal, at either check or at the lock, leaves ``path`` as it was."""
     check = {"overwrite": overwrite, "resume": resume, "processes": processes, "batch_size": batch_size}
-    check_output_dir(path, **check)
     lock = RunLock(path)
+    if path.is_dir():
+        lock.check_free()  # a run in progress is the first thing to say, whatever else is wrong
+    check_output_dir(path, **check)
     lock.acquire()
     try:
         check_output_dir(path, **check)

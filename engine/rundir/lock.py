@@ -53,6 +53,18 @@ class RunLock:
             self.abandon()
             raise RunDirError(message)
 
+    def check_free(self) -> None:
+        """A RunDirError naming the holder when another run holds the lock; creates and changes nothing."""
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError:  # no lock file (or not ours to open): nobody holds it, or acquire will say why
+            return
+        try:
+            if not _flock(fd) or (not _HAS_FLOCK and _holder_alive(self._holder())):
+                raise RunDirError(self._busy_message())
+        finally:
+            os.close(fd)  # closing lets go of a flock this probe took
+
     def sign(self) -> None:
         """Write this process's identity into the held lock file, for the message a second run gets."""
         assert self.fd is not None
