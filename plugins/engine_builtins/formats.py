@@ -78,7 +78,13 @@ def read_lines(path: Path, encoding: str, what: str) -> Iterator[tuple[int, str]
     except LookupError:
         raise DataError(f"data.encoding: unknown text encoding {encoding!r}", path) from None
     if not ascii_compatible:  # UTF-16 and the like: lines cannot be split as bytes
-        text = path.read_bytes().decode(encoding, errors="strict").removeprefix("\ufeff")
+        data = path.read_bytes()
+        try:
+            text = data.decode(encoding, errors="strict").removeprefix("\ufeff")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"cannot decode byte 0x{data[exc.start]:02x} as {encoding}; set data.encoding "
+                            "(e.g. \"utf-8\")", path, data[: exc.start].decode(encoding, "replace").count("\n") + 1
+                            ) from None
         lines = text.split("\n")  # not splitlines(): \x1c-\x1e, \x85 and \u2028 are characters in a field
         yield from enumerate([line + "\n" for line in lines[:-1]] + lines[-1:], start=1)
         return
