@@ -62,6 +62,16 @@ def peft_config(options: AdapterConfig, backbone: nn.Module) -> Any:
         raise EngineError(f"adapter: peft's {make.__name__} refuses these options: {exc}") from None
 
 
+def check_rank(options: AdapterConfig, backbone: nn.Module) -> None:
+    """A LoRA update of rank r on a layer h wide has rank at most h: an r above the encoder's width adds weights
+    and nothing else (r 4096 on a 384-wide model trains more weights than the model has)."""
+    width = getattr(getattr(backbone, "config", None), "hidden_size", None)
+    if options.name != "ia3" and isinstance(width, int) and options.r > width:
+        raise EngineError(f"adapter.r {options.r} is larger than the encoder's hidden size {width}: a rank-r update "
+                          f"of a {width}-wide layer has rank at most {width}. LoRA ranks are usually 4 to 64; set "
+                          f"adapter.r to at most {width}")
+
+
 class Adapter:
     """An adapter injected into an encoder; what the trainer, freezing and saving need from it."""
 
@@ -69,6 +79,7 @@ class Adapter:
         import peft
 
         self.options = options
+        check_rank(options, backbone)
         self.config = peft_config(options, backbone)
         with warnings.catch_warnings():  # deprecation notices from transformers, raised inside peft
             warnings.simplefilter("ignore", FutureWarning)
@@ -90,6 +101,14 @@ class Adapter:
         for name, param in backbone.named_parameters():
             if name not in self.names:
                 param.requires_grad = False
+
+    def check_trains(self, backbone: nn.Module, freeze: str) -> None:
+        """After the freezing strategy decided what trains at any epoch: some adapter weight must, or the adapter
+        would be saved as it was initialised."""
+        if not any(p.requires_grad for name, p in backbone.named_parameters() if name in self.names):
+            raise EngineError(f"freeze {freeze!r} freezes every weight of the adapter, at every epoch: it would be "
+                              f"saved untrained. With an adapter the pretrained weights stay frozen anyway; use "
+                              "freeze 'none' (or a strategy that leaves some encoder layers to train)")
 
     def describe(self) -> dict[str, Any]:
         """The method, peft's resolved targets and the adapter's weight count."""
