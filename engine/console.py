@@ -1,4 +1,5 @@
-"""Everything the user sees: the one place that uses rich. Only the main process prints."""
+"""What the user sees while the engine works: messages, warnings, progress bars and the metrics table. Only the
+main process prints."""
 
 from __future__ import annotations
 

@@ -2,8 +2,10 @@
 
 A deprecated way keeps working for the minor version that deprecates it, with a ``DeprecationWarning`` (also
 printed once per plugin class) naming what replaces it, the release that removes it and the guide's migration
-section. The next minor version removes it. tests/core/test_deprecation.py fails once the engine's version reaches
+section. The next minor version removes it. tests/plugins/test_versions.py fails once the engine's version reaches
 a removal, so none outlives its notice and none is removed unannounced.
+
+A module path that moved (``MOVED_MODULES``) warns once per process, as the module left at the old path is imported.
 """
 
 from __future__ import annotations

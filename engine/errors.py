@@ -46,7 +46,7 @@ class DataError(EngineError):
     """A problem in a data file, pointing at the file and, where known, the line."""
 
     def __init__(self, message: str, file: str | Path | None = None, line: int | None = None) -> None:
-        # A task's encode_batch knows the line, not the file: the engine adds the file (see engine.features).
+        # A task's encode_batch knows the line, not the file: the engine adds the file (engine.data.features).
         self.message, self.file, self.line = message, (str(file) if file is not None else None), line
         where = ""
         if self.file:

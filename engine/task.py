@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from engine.data.split import Split
     from engine.head import HeadOutput, HeadSpec
-    from engine.report.run_report import Report
+    from engine.report.document import Report
 
 
 class Task:
@@ -104,9 +104,11 @@ class Task:
         ``split`` names the split for titles (``"validation (the best model's predictions, 872 rows)"``);
         ``predictions`` and ``references`` are what ``predictions`` and ``references`` returned, one per row, as
         read back from RUN_DIR/predictions/ (JSON: tuples come back as lists). Add with
-        ``report.section(title)``, then ``.text(...)``, ``.table(header, rows)`` and ``.figure(name, caption)``, a
-        matplotlib figure to draw on. Called on a task built from the run's options (and ``load_state_dict`` when the
-        model was saved), never fitted again: read what you need from the predictions. Default: no sections."""
+        ``report.section(title)``, then ``.text(paragraph)``, ``.table(header, rows)``, ``.svg(name, caption,
+        markup)`` (a whole ``<svg>`` document, such as ``engine.report.charts`` draws) and ``.figure(name,
+        caption)`` (a matplotlib figure to draw on, saved as PNG). Called on a task built from the run's options
+        (and ``load_state_dict`` when the model was saved), never fitted again: read what you need from the
+        predictions. Default: no sections."""
 
     # --- saving --------------------------------------------------------------------------------------------------
 

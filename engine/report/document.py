@@ -17,6 +17,7 @@ from engine.atomic import atomic_path, write_text
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+
 class Section:
     """A titled part of the report: paragraphs, tables and figures, shown in the order they are added."""
 
@@ -35,8 +36,8 @@ class Section:
         return self
 
     def svg(self, name: str, caption: str, markup: str) -> Section:
-        """An SVG image (a whole ``<svg>`` document, such as engine.charts draws), saved as ``name``.svg when the
-        report is written. Names are made unique within the report."""
+        """An SVG image (a whole ``<svg>`` document, such as ``engine.report.charts`` draws), saved as ``name``.svg
+        when the report is written. Names are made unique within the report."""
         self.parts.append(("image", (self.report.unique_name(name, ".svg"), caption, markup)))
         return self
 
@@ -52,7 +53,8 @@ class Section:
 
 
 class Report:
-    """The sections of one run's report; ``write`` saves the figures and index.html into ``directory``."""
+    """A report's sections (a run's, a search's, a comparison's); ``write`` saves the figures and index.html into
+    ``directory``."""
 
     def __init__(self, directory: Path, title: str) -> None:
         self.directory, self.title = directory, title

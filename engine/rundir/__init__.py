@@ -1,2 +1,2 @@
-"""The run directory: its layout and the lock (``layout``), checkpoints (``checkpoints``), and reading a run back
-(``reading``)."""
+"""The run directory: its layout and the refusals to clobber it (``layout``), the lock (``lock``), manifest.json
+(``manifest``), checkpoints (``checkpoints``), and reading a run back (``reading``)."""

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from engine import Report
 from engine.report.charts import heatmap
-from engine.report.run_report import Report
 from engine_builtins.classification.metrics import counts, label_set, precision_recall_f1
 
 MAX_MATRIX_LABELS = 30  # beyond this many labels the matrix shows the most frequent ones

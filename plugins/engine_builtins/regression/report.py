@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from engine import Report
 from engine.report.charts import PURPLE, RED, Panel, figure
-from engine.report.run_report import Report
 
 MAX_TARGETS = 6  # targets plotted; the table has them all
 

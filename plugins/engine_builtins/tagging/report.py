@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from engine import Report
 from engine.report.charts import Panel, figure
-from engine.report.run_report import Report
 from engine_builtins.tagging.metrics import count, per_type, tags_of
 from engine_builtins.tagging.schemes import entities
 
