@@ -2,11 +2,12 @@
 requirements; a plugin for another engine gets one message saying which versions it supports and which this is."""
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
 import engine
-from engine.deprecation import DEPRECATIONS
+from engine.deprecation import DEPRECATIONS, MODULES_MOVED_IN, MOVED_MODULES, MOVED_MODULES_REMOVED_IN
 from engine.plugins.manager import load_plugins
 
 KAPPA = """
@@ -100,3 +101,14 @@ def test_a_deprecation_lasts_one_minor_version_and_is_removed_in_the_next(key):
     assert (removed.major, removed.minor) == (since.major, since.minor + 1)
     # Failing here means this release must remove the deprecated way (and this entry): its notice has run out.
     assert Version(engine.__version__) < removed, f"{deprecation.what} is due for removal in {removed}"
+
+
+@pytest.mark.parametrize("old", sorted(MOVED_MODULES))
+def test_a_moved_module_path_lasts_one_minor_version(old):
+    from packaging.version import Version
+
+    since, removed = Version(MODULES_MOVED_IN), Version(MOVED_MODULES_REMOVED_IN)
+    assert (removed.major, removed.minor) == (since.major, since.minor + 1)
+    # Failing here means this release must delete the module left at the old path (and this entry).
+    assert Version(engine.__version__) < removed, f"{old} is due for removal in {removed}"
+    assert (Path(engine.__file__).parent / f"{old.removeprefix('engine.')}.py").is_file()
