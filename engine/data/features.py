@@ -1,5 +1,5 @@
 """Rows to features: the task's ``encode_batch`` run over a split with ``Dataset.map``, in several processes for
-large splits, and cached (see ``engine.cache``), so a node tokenizes a split once and a second run not at all.
+large splits, and cached (see ``engine.data.cache``), so a node tokenizes a split once and a second run not at all.
 
 Features are Arrow rows too: the training loader and evaluation read the ones a batch needs, as dicts, and hand
 them to the task's ``collate``. Every feature has ``row`` (the index of its row in the split) and ``length``.

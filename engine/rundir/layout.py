@@ -18,21 +18,26 @@ byte for byte as they were.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+from engine.config.resume import RESUMABLE, changed_keys, flatten
 from engine.errors import RunDirError
 from engine.rundir.checkpoints import latest_checkpoint, read_trainer_state
 from engine.rundir.lock import LOCK_FILE, RunLock
+from engine.rundir.reading import read_json
 
 MARKERS = ("manifest.json", "task.json")
 
 
 def check_output_dir(path: Path, *, overwrite: bool, resume: bool, processes: int | None = None,
-                     batch_size: int | None = None) -> None:
+                     batch_size: int | None = None, task: dict[str, Any] | None = None) -> None:
     """Refuse, before any work and without touching anything, to clobber an earlier run unless asked (and then
     only a run directory), to resume what cannot be resumed, or to write where nothing can be written.
-    ``processes`` and ``batch_size``: a resume must use those its checkpoint was written with."""
+    ``processes``, ``batch_size`` and ``task`` (the resolved task file, as JSON): a resume must use the processes
+    and batch size its checkpoint was written with, and change only what ``engine.config.resume`` allows."""
     if path.exists() and not path.is_dir():
         raise RunDirError(f"output_dir {path} is a file, not a directory; set output_dir to a directory "
                           "(e.g. --set output_dir=runs/new)")
@@ -43,6 +48,8 @@ def check_output_dir(path: Path, *, overwrite: bool, resume: bool, processes: in
                 f"--resume: {path} has no checkpoint to resume from (expected {path}/checkpoints/step-N/)")
         if processes is not None and batch_size is not None:
             check_resumable(checkpoint, processes, batch_size)
+        if task is not None:
+            check_same_task(path, task)
         return
     if path.exists() and any(p.name != LOCK_FILE for p in path.iterdir()):
         if not overwrite:
@@ -83,11 +90,27 @@ def check_resumable(checkpoint: Path, processes: int, batch_size: int) -> None:
                           "new run.")
 
 
+def check_same_task(path: Path, task: dict[str, Any]) -> None:
+    """A resume continues the run its task.json describes: only the keys ``RESUMABLE`` names may differ."""
+    saved = read_json(path / "task.json")
+    if not isinstance(saved, dict):
+        return  # a run killed before it wrote task.json: nothing to compare with
+    _, unsafe = changed_keys(saved, task)
+    if unsafe:
+        old, new = flatten(saved), flatten(task)
+        shown = "; ".join(f"{k}: {json.dumps(old.get(k))} in the run, {json.dumps(new.get(k))} now" for k in unsafe[:6])
+        more = f" (and {len(unsafe) - 6} more)" if len(unsafe) > 6 else ""
+        raise RunDirError(f"--resume: the task differs from the run in {path} on {shown}{more}. A resume continues "
+                          "the same training: put these back, or start a new run (--overwrite, or another "
+                          f"output_dir). A resume may change: {', '.join(RESUMABLE)}")
+
+
 def claim_output_dir(path: Path, *, overwrite: bool, resume: bool, processes: int | None = None,
-                     batch_size: int | None = None) -> RunLock:
+                     batch_size: int | None = None, task: dict[str, Any] | None = None) -> RunLock:
     """Check the output directory, lock it, and check again under the lock (another run may have written there
     meanwhile). A refusal, at either check or at the lock, leaves ``path`` as it was."""
-    check = {"overwrite": overwrite, "resume": resume, "processes": processes, "batch_size": batch_size}
+    check: dict[str, Any] = {"overwrite": overwrite, "resume": resume, "processes": processes,
+                             "batch_size": batch_size, "task": task}
     lock = RunLock(path)
     if path.is_dir():
         lock.check_free()  # a run in progress is the first thing to say, whatever else is wrong

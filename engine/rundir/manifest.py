@@ -1,9 +1,10 @@
-"""manifest.json: what ran (versions, command, seed, data fingerprints, plugins) and how it ended."""
+"""manifest.json: what ran (versions, command, seed, data fingerprints, plugins) and how it ended.
+
+A data file's fingerprint is the one the data cache keys its rows by (``engine.digests``): read once per process."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import platform
 import sys
 from datetime import datetime, timezone
@@ -11,28 +12,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from engine import digests
+
 
 def fingerprint(path: Path) -> dict[str, Any]:
-    """sha256 and size of a data file, or of every file in a data folder."""
-    if path.is_dir():
-        digest = hashlib.sha256()
-        size = 0
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(file.relative_to(path)).encode())
-            digest.update(_sha256(file).encode())
-            size += file.stat().st_size
-        return {"path": str(path), "sha256": digest.hexdigest(), "bytes": size}
-    if path.is_file():
-        return {"path": str(path), "sha256": _sha256(path), "bytes": path.stat().st_size}
-    return {"path": str(path)}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 and size of a data file, or of every file in a data folder (``engine.digests.describe``)."""
+    return digests.describe(path)
 
 
 def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:

@@ -1,13 +1,20 @@
 """Data formats: CSV, TSV, JSONL, and `datasets` folders (save_to_disk) or hub ids.
 
+Text files may be gzip, bzip2 or xz compressed (``train.tsv.gz``): told by their first bytes and read as they are.
+
 Every format produces rows with the standard columns ``text`` (and ``text_pair`` for a pair of texts) and
 ``label``, plus the row's line number, so any error later can point into the file.
 """
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
+import io
 import json
+import lzma
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -68,34 +75,65 @@ class DatasetsOptions(ColumnOptions):
 # --- reading -----------------------------------------------------------------------------------------------------
 
 
+# Compressed files are told by their first bytes, whatever their name: gzip, bzip2 and xz are read as they are.
+MAGIC = {b"\x1f\x8b\x08": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip",
+         b"\x28\xb5\x2f\xfd": "zstd"}
+DECOMPRESS: dict[str, Callable[[Path], io.BufferedIOBase]] = {"gzip": gzip.GzipFile, "bzip2": bz2.BZ2File,
+                                                       "xz": lzma.LZMAFile}
+# What a damaged compressed stream raises as it is read.
+DECOMPRESSION_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
+
+
+def compression(path: Path) -> str | None:
+    """The compression a file's first bytes show (``"gzip"``, ``"bzip2"``, ``"xz"``, ``"zip"``, ``"zstd"``), or
+    None for a plain file."""
+    with path.open("rb") as file:
+        start = file.read(10)
+    for magic, name in MAGIC.items():
+        # bzip2's magic is letters: its level digit and block magic follow, which no text starts with.
+        if start.startswith(magic) and (name != "bzip2" or (start[3:4].isdigit() and start[4:] == b"1AY&SY")):
+            return name
+    return None
+
+
 def read_lines(path: Path, encoding: str, what: str) -> Iterator[tuple[int, str]]:
-    """``(line number, line)`` of a text file, read lazily, with its line ending; an undecodable byte is a DataError
-    at its line."""
+    """``(line number, line)`` of a text file (gzip, bzip2 or xz compressed or not), read lazily, with its line
+    ending; an undecodable byte, or a compressed file cut short, is a DataError at its line."""
     if not path.is_file():
         raise DataError(f"{what}: {'no such file' if not path.exists() else 'not a file'}: {path}")
     try:
         ascii_compatible = "\n".encode(encoding) == b"\n"
     except LookupError:
         raise DataError(f"data.encoding: unknown text encoding {encoding!r}", path) from None
-    if not ascii_compatible:  # UTF-16 and the like: lines cannot be split as bytes
-        data = path.read_bytes()
-        try:
-            text = data.decode(encoding, errors="strict").removeprefix("\ufeff")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"cannot decode byte 0x{data[exc.start]:02x} as {encoding}; set data.encoding "
-                            "(e.g. \"utf-8\")", path, data[: exc.start].decode(encoding, "replace").count("\n") + 1
-                            ) from None
-        lines = text.split("\n")  # not splitlines(): \x1c-\x1e, \x85 and \u2028 are characters in a field
-        yield from enumerate([line + "\n" for line in lines[:-1]] + lines[-1:], start=1)
-        return
-    with path.open("rb") as file:
-        for number, raw in enumerate(file, start=1):
-            try:
-                line = raw.decode(encoding)
-            except UnicodeDecodeError as exc:
-                raise DataError(f"cannot decode byte 0x{raw[exc.start]:02x} as {encoding}; set data.encoding "
-                                "(e.g. \"latin-1\")", path, number) from None
-            yield number, (line.removeprefix("\ufeff") if number == 1 else line)
+    kind = compression(path)
+    if kind is not None and kind not in DECOMPRESS:
+        raise DataError(f"is a {kind} archive, which engine does not read: unpack it and name the file inside "
+                        "(gzip, bzip2 and xz files are read as they are)", path)
+    number = 0
+    try:
+        with path.open("rb") if kind is None else DECOMPRESS[kind](path) as file:
+            if not ascii_compatible:  # UTF-16 and the like: lines cannot be split as bytes
+                data = file.read()
+                try:
+                    text = data.decode(encoding, errors="strict").removeprefix("\ufeff")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"cannot decode byte 0x{data[exc.start]:02x} as {encoding}; set data.encoding "
+                                    "(e.g. \"utf-8\")", path,
+                                    data[: exc.start].decode(encoding, "replace").count("\n") + 1) from None
+                lines = text.split("\n")  # not splitlines(): \x1c-\x1e, \x85 and \u2028 are characters in a field
+                yield from enumerate([line + "\n" for line in lines[:-1]] + lines[-1:], start=1)
+                return
+            for number, raw in enumerate(file, start=1):
+                try:
+                    line = raw.decode(encoding)
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"cannot decode byte 0x{raw[exc.start]:02x} as {encoding}; set data.encoding "
+                                    "(e.g. \"latin-1\")", path, number) from None
+                yield number, (line.removeprefix("\ufeff") if number == 1 else line)
+    except DECOMPRESSION_ERRORS as exc:
+        if kind is None:
+            raise
+        raise DataError(f"the {kind} data is damaged or cut short here: {exc}", path, number + 1) from None
 
 
 def make_row(record: dict[str, Any], options: Any, path: Path, line: int) -> dict[str, Any]:

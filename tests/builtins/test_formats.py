@@ -1,5 +1,9 @@
 """Data formats: what comes out of each, and the message a user gets for each kind of bad file."""
 
+import bz2
+import gzip
+import lzma
+
 import pytest
 
 from engine import DataError
@@ -13,6 +17,8 @@ from engine_builtins.formats import (
     load_jsonl,
     load_tsv,
 )
+from engine_builtins.tagging.options import ConllOptions
+from engine_builtins.tagging.readers import load_conll
 
 
 def write(tmp_path, name, content, mode="w"):
@@ -111,3 +117,58 @@ def test_datasets_folder_with_class_labels(tmp_path):
     splits = load_datasets(DatasetsOptions(path="ds", text="sentence"), tmp_path)
     assert sorted(splits) == ["train", "validation"]
     assert [(r["text"], r["label"]) for r in splits["train"].rows] == [("good", "pos"), ("bad", "neg")]
+
+
+# --- compressed files ---------------------------------------------------------------------------------------------
+
+
+COMPRESSORS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+
+
+@pytest.mark.parametrize("suffix", COMPRESSORS)
+@pytest.mark.parametrize("name, load, options, content", [
+    ("t.tsv", load_tsv, TableOptions, "text\tlabel\ngood one\tpos\n\nbad one\tneg\n"),
+    ("t.csv", load_csv, CsvOptions, 'text,label\n"good, one",pos\n\nbad one,neg\n'),
+    ("t.jsonl", load_jsonl, JsonlOptions, '{"text": "good one", "label": "pos"}\n\n{"text": "bad one", "label": "neg"}\n'),
+], ids=["tsv", "csv", "jsonl"])
+def test_compressed_files_read_as_the_plain_ones(tmp_path, suffix, name, load, options, content):
+    """The issue's case: a .gz file was 'cannot decode byte 0x8b as utf-8; set data.encoding'."""
+    write(tmp_path, name, content)
+    write(tmp_path, f"{name}.{suffix}", COMPRESSORS[suffix](content.encode("utf-8")))
+    plain = load(options(train=name), tmp_path)["train"].rows
+    packed = load(options(train=f"{name}.{suffix}"), tmp_path)["train"].rows
+    assert packed == plain and len(plain) == 2  # rows, and the lines they name
+
+
+def test_a_compressed_file_is_known_by_its_bytes_and_errors_keep_their_line(tmp_path):
+    write(tmp_path, "t.tsv", gzip.compress(b"text\tlabel\nfine\tx\ntoo\tmany\tfields\n"))  # gzip, named .tsv
+    with pytest.raises(DataError, match=r"t\.tsv, line 3: expected 2 fields"):
+        load_tsv(TableOptions(train="t.tsv"), tmp_path)
+    write(tmp_path, "l.tsv", gzip.compress("text\tlabel\nok\tx\ncaf\xe9\tx\n".encode("latin-1")))
+    assert load_tsv(TableOptions(train="l.tsv", encoding="latin-1"), tmp_path)["train"].rows[1]["text"] == "café"
+    write(tmp_path, "u.tsv", gzip.compress("text\tlabel\nok\tx\n".encode("utf-16")))
+    assert load_tsv(TableOptions(train="u.tsv", encoding="utf-16"), tmp_path)["train"].rows[0]["text"] == "ok"
+
+
+def test_a_compressed_file_cut_short_is_an_error_at_its_line(tmp_path):
+    rows = "".join(f"text {i}\t{i % 2}\n" for i in range(20_000))
+    packed = gzip.compress(("text\tlabel\n" + rows).encode("utf-8"))
+    write(tmp_path, "t.tsv.gz", packed[: len(packed) // 2])
+    with pytest.raises(DataError, match=r"t\.tsv\.gz, line \d+: the gzip data is damaged or cut short here"):
+        load_tsv(TableOptions(train="t.tsv.gz"), tmp_path)
+
+
+@pytest.mark.parametrize("kind, content", [("zip", b"PK\x03\x04rest"), ("zstd", b"\x28\xb5\x2f\xfdrest")])
+def test_an_archive_engine_does_not_read_says_what_it_is(tmp_path, kind, content):
+    write(tmp_path, "t.tsv", content)
+    with pytest.raises(DataError, match=rf"t\.tsv: is a {kind} archive, which engine does not read: unpack it"):
+        load_tsv(TableOptions(train="t.tsv"), tmp_path)
+
+
+def test_conll_files_may_be_compressed_too(tmp_path):
+    conll = "-DOCSTART- O\n\nJohn B-PER\nlives O\n\nParis B-LOC\n"
+    write(tmp_path, "t.conll.gz", gzip.compress(conll.encode("utf-8")))
+    rows = load_conll(ConllOptions(train="t.conll.gz"), tmp_path)["train"].rows
+    assert rows == [{"_line": 3, "text": ["John", "lives"], "label": ["B-PER", "O"]},
+                    {"_line": 6, "text": ["Paris"], "label": ["B-LOC"]}]
+
