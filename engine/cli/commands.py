@@ -10,9 +10,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from engine.errors import EngineError
+
+if TYPE_CHECKING:
+    from engine.data.split import Split
+    from engine.inference.loading import LoadedModel
 
 
 def _model_flags(parser: argparse.ArgumentParser, what: str) -> None:
@@ -43,14 +47,8 @@ def _task_flags(parser: argparse.ArgumentParser) -> None:
     _plugin_flags(parser)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="engine", description="Fine-tune pretrained transformer encoders from one task.json.",
-        epilog="Start with: engine run examples/sentiment/task.json",
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _training_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands on a task file (and `engine init`, which writes one)."""
     p = commands.add_parser("run", help="train a model as a task file says, and evaluate it")
     _task_flags(p)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in output_dir")
@@ -75,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("schema", help="print the JSON Schema of task files, the plugins' sections included")
     _plugin_flags(p)
 
+
+def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands on a trained model."""
     p = commands.add_parser("predict", help="predict with a trained model")
     p.add_argument("run_dir", type=Path, help="a run directory (or its model/ folder)")
     p.add_argument("--input", "-i", type=Path, required=True, help="CSV, TSV, JSONL... with the training text fields")
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, help="write the metrics as JSON here too")
     _model_flags(p, "file")
 
+
+def _run_dir_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands on finished (or killed) runs' directories."""
     p = commands.add_parser("report", help="write a run's report again (RUN_DIR/report/index.html), also for a run "
                             "that was killed")
     p.add_argument("run_dir", type=Path, help="a run directory")
@@ -100,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, default=Path("comparison"),
                    help="folder for index.html, comparison.svg and comparison.csv (default: ./comparison)")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engine", description="Fine-tune pretrained transformer encoders from one task.json.",
+        epilog="Start with: engine run examples/sentiment/task.json",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    _training_commands(commands)
+    _model_commands(commands)
+    _run_dir_commands(commands)
+
     p = commands.add_parser("plugins", help="list plugins, their versions, sources and hooks")
     p.add_argument("task_file", type=Path, nargs="?", help="also load the plugin modules this task file names")
     p.add_argument("--hook", help="only plugins implementing this hook, e.g. build_head")
@@ -112,18 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _split(value: str | None) -> list[str] | None:
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
-
-
 def _manager(args: argparse.Namespace, modules: Sequence[str] = (), base_dir: Path | None = None) -> Any:
     from engine import console
-    from engine.plugins.manager import load_plugins
+    from engine.plugins.manager import load_plugins, split_names
 
-    manager = load_plugins(modules, base_dir, only=_split(args.plugins), block=_split(args.block_plugins) or [])
+    manager = load_plugins(modules, base_dir, only=split_names(args.plugins),
+                           block=split_names(args.block_plugins) or set())
     for name, error in manager.failures.items():
         console.warn(f"plugin {name!r} failed to load and is skipped: {error}")
     return manager
+
+
+def _task_file_manager(args: argparse.Namespace, raw: dict[str, Any], path: Path) -> Any:
+    """The plugins, with the modules the task file at ``path`` names (looked for next to it first)."""
+    modules = raw.get("plugins", [])
+    return _manager(args, modules if isinstance(modules, list) else [], path.resolve().parent)
 
 
 def _resolve(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -131,8 +151,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, Any]:
 
     path = args.task_file
     raw = apply_overrides(read_task_file(path), args.overrides)
-    modules = raw.get("plugins", []) if isinstance(raw.get("plugins"), list) else []
-    manager = _manager(args, modules, path.resolve().parent)
+    manager = _task_file_manager(args, raw, path)
     resolved = resolve(raw, manager.registry(), source=path, base_dir=path.resolve().parent,
                        failure_note=manager.failure_note())
     return resolved, manager
@@ -205,21 +224,25 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_and_input(args: argparse.Namespace, manager: Any, file: Path, *,
+                     labelled: bool) -> tuple[LoadedModel, Split]:
+    """The run's model (args.run_dir) and ``file`` read as its training data was (or as --format says)."""
+    from engine.inference.loading import load_model, read_input
+
+    loaded = load_model(args.run_dir, manager, trust_plugins=args.trust_plugins)
+    return loaded, read_input(loaded, manager, file, labelled=labelled, fmt=args.format)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from engine import console
-    from engine.data.features import predictions_of
-    from engine.inference.loading import load_model, read_input
-    from engine.inference.loop import run_inference
+    from engine.inference.loop import is_main_process
+    from engine.inference.predict import predict_split
     from engine.inference.scores import write_jsonl
 
     manager = _manager(args)
-    loaded = load_model(args.run_dir, manager, trust_plugins=args.trust_plugins)
-    split = read_input(loaded, manager, args.input, labelled=False, fmt=args.format)
-    result = run_inference(loaded, split, args.batch_size, labelled=False, description="predict",
-                           quantize=args.quantize)
-    predictions = predictions_of(loaded.task, split, result.features, result.outputs)
-    rows = [loaded.task.format_prediction(row, p) for row, p in zip(split.rows, predictions)]
-    if result.is_main_process:
+    loaded, split = _model_and_input(args, manager, args.input, labelled=False)
+    rows = predict_split(loaded, split, batch_size=args.batch_size, quantize=args.quantize)
+    if is_main_process():
         write_jsonl(rows, args.output)
         if args.output:
             console.info(f"Wrote {len(rows)} predictions to {args.output}")
@@ -229,29 +252,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine import console
     from engine.atomic import write_json
-    from engine.config.choice import resolve_choice
-    from engine.errors import ConfigError
-    from engine.inference.loading import load_model, read_input
-    from engine.inference.loop import run_inference
-    from engine.inference.scores import compute_metrics
+    from engine.inference.loop import is_main_process
+    from engine.inference.predict import evaluate_split
 
     manager = _manager(args)
-    loaded = load_model(args.run_dir, manager, trust_plugins=args.trust_plugins)
-    split = read_input(loaded, manager, args.data, labelled=True, fmt=args.format)
-    loaded.task.check(split)
-    task_json = loaded.directory.parent / "task.json"
-    raw_metrics = (json.loads(task_json.read_text())["metrics"] if task_json.is_file()
-                   else loaded.task.defaults.get("metrics", []))
-    issues: list = []
-    choices = [resolve_choice(manager.registry(), "metric", m, f"metrics.{i}", issues)
-               for i, m in enumerate(raw_metrics)]
-    if issues:
-        raise ConfigError(issues, task_json)
-    result = run_inference(loaded, split, args.batch_size, labelled=True, description="evaluate",
-                           quantize=args.quantize)
-    metrics = [c.build(loaded.task) for c in choices if c]
-    values = compute_metrics(loaded.task, metrics, split, result.features, result.outputs, result.loss).values
-    if result.is_main_process:
+    loaded, split = _model_and_input(args, manager, args.data, labelled=True)
+    values = evaluate_split(loaded, manager, split, batch_size=args.batch_size, quantize=args.quantize)
+    if is_main_process():
         console.metrics_table({args.data.name: values})
         if args.output:
             write_json(args.output, values)
@@ -294,8 +301,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if args.task_file is not None:
         from engine.config.resolve import read_task_file
 
-        modules = read_task_file(args.task_file).get("plugins", [])
-        manager = _manager(args, modules if isinstance(modules, list) else [], args.task_file.resolve().parent)
+        manager = _task_file_manager(args, read_task_file(args.task_file), args.task_file)
     else:
         manager = _manager(args)
     registry = manager.registry()
@@ -340,12 +346,19 @@ def cmd_cache(args: argparse.Namespace) -> int:
     found = cache.entries()
     print(f"{root}: {len(found)} entr{'y' if len(found) == 1 else 'ies'}, {_size(sum(e.size for e in found))} "
           "(set ENGINE_CACHE to move it; engine cache --clear empties it)")
+    damaged = 0
     for e in found:
-        items = e.info.get("features", e.info.get("rows")) or 0
+        items = e.info.get("features", e.info.get("rows"))
+        items = items if isinstance(items, int) else 0
         what = f"{e.info.get('split', '')} features" if e.kind == "features" else "rows"
         days = (time.time() - e.last_used) / 86400
+        problem = cache.damage(e.path)
+        damaged += problem is not None
         print(f"  {e.kind}/{e.key}  {_size(e.size):>9}  {items:>11,} {what:<16} used {days:.1f} days ago  "
-              f"{e.info.get('source', '')}")
+              f"{e.info.get('source', '')}" + (f"  DAMAGED: {problem}" if problem else ""))
+    if damaged:
+        print(f"{damaged} damaged entr{'y' if damaged == 1 else 'ies'}: the next run that needs one removes it and "
+              "makes it again; engine cache --clear removes every entry")
     return 0
 
 
@@ -388,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def command() -> NoReturn:
     """The `engine` command (and `python -m engine`): main, then an exit without the interpreter's slow teardown
-    (engine.shutdown)."""
+    (``engine.cli.shutdown``)."""
     code = main()
     from engine.cli.shutdown import exit_process
 

@@ -17,14 +17,16 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from engine.config.sections import AdapterConfig, Distribution, ModelConfig, SearchConfig, TrainingConfig
+from engine.config.sections import (
+    COMPONENT_SECTIONS,
+    LIST_SECTIONS,
+    AdapterConfig,
+    Distribution,
+    ModelConfig,
+    SearchConfig,
+    TrainingConfig,
+)
 from engine.registry import KINDS, Registry
-
-# Sections of task.json that name components, in the order a task file reads, and the key naming the component.
-COMPONENT_SECTIONS = [("task", "task", "name"), ("load_data", "data", "format"), ("augment", "augment", "name"),
-                      ("build_head", "head", "name"), ("freeze", "freeze", "name"), ("optimizer", "optimizer", "name"),
-                      ("scheduler", "scheduler", "name"), ("metric", "metrics", "name"),
-                      ("callback", "callbacks", "name")]
 
 
 def type_name(annotation: Any) -> str:
@@ -98,7 +100,7 @@ def reference(registry: Registry, parser: argparse.ArgumentParser) -> str:
         "| `data` | the data format and files (required): an object with `format` and its options |",
     ]
     for hook, key, _ in COMPONENT_SECTIONS[2:]:
-        many = key in ("augment", "metrics", "callbacks")
+        many = key in LIST_SECTIONS
         lines.append(f"| `{key}` | {'a list of ' + plural(KINDS[hook]) if many else 'the ' + KINDS[hook]}: "
                      "names, or objects with `name` and options |")
     lines += ["| `adapter` | a small adapter (LoRA, DoRA, IA3) trained inside a frozen encoder, through peft (below); "

@@ -11,7 +11,7 @@ once its work is done it does what a normal exit does for a program's data, in t
    compressed file still gets its trailer), then flushes stdout and stderr.
 
 Only the command does this (``engine`` and ``python -m engine``); ``engine.cli.main()`` called from Python
-returns as before. ``ENGINE_FAST_EXIT=0`` restores the interpreter's own exit.
+returns as any function does. ``ENGINE_FAST_EXIT=0`` restores the interpreter's own exit.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from engine.config.checks import check_monitors
 from engine.config.choice import Choice, ResolvedTask, pydantic_issues, resolve_choice
-from engine.config.sections import SearchConfig, TaskFile
+from engine.config.sections import LIST_SECTIONS, SearchConfig, TaskFile
 from engine.errors import ConfigError, ConfigIssue
 from engine.registry import Registry
 
@@ -36,6 +37,17 @@ def read_task_file(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError([ConfigIssue("", f"expected a JSON object at the top, got {type(raw).__name__}")], path)
     return raw
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested task file as the dotted keys ``--set`` takes (``training.epochs``) and their values; a list
+    counts as one value."""
+    if isinstance(data, dict) and data:
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): data}
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -99,21 +111,49 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
     """Validate a task file (already read and overridden) against the core's sections and the components."""
     base_dir = base_dir or (source.parent if source else Path.cwd())
     issues: list[ConfigIssue] = []
-    as_written = raw
-
     task_choice = (resolve_choice(registry, "task", raw.get("task"), "task", issues, note=failure_note)
                    if "task" in raw else None)
     if "task" not in raw:
         issues.append(ConfigIssue("task", f"missing: which task? one of: {', '.join(registry.names('task'))}"))
     task_object = task_choice.build() if task_choice else None
+    merged = _with_task_defaults(raw, dict(getattr(task_object, "defaults", {}) or {}))
+    try:
+        shape: TaskFile | None = TaskFile.model_validate(merged)
+    except ValidationError as exc:
+        issues.extend(i for i in pydantic_issues(exc, "", TaskFile) if i.path != "task" or "task" in merged)
+        shape = None
+    found = _resolve_components(merged, raw, shape, registry, task_choice, task_object, issues, failure_note)
+    directions: dict[str, str] = {}
+    if shape is not None and task_object is not None and not issues:
+        directions = check_monitors(shape.training, found.callbacks, found.metrics, task_object, found.data, issues)
+    streaming = found.data is not None and getattr(found.data.options, "streaming", False)
+    if streaming and shape and not shape.training.max_steps:
+        issues.append(ConfigIssue("training.max_steps", "missing: a streamed training split (data.streaming) has no "
+                                  "known length, so the run needs a number of steps"))
+    if shape is not None and shape.search is not None and not issues:
+        issues.extend(check_search(shape.search, raw, registry, source, base_dir))
+    if issues:
+        raise ConfigError(issues, source)
+    assert shape and task_choice and found.data and found.head and found.freeze and found.optimizer \
+        and found.scheduler
+    output_dir = Path(shape.output_dir) if shape.output_dir else Path("runs") / (source.stem if source else "run")
+    if not output_dir.is_absolute():
+        output_dir = base_dir / output_dir
+    return ResolvedTask(
+        source=source, base_dir=base_dir, raw=merged, task=task_choice, task_object=task_object, model=shape.model,
+        data=found.data, augment=found.augment, head=found.head, freeze=found.freeze, optimizer=found.optimizer,
+        scheduler=found.scheduler, training=shape.training, metrics=found.metrics, callbacks=found.callbacks,
+        output_dir=output_dir, plugins=shape.plugins, directions=directions, adapter=shape.adapter,
+        search=shape.search, raw_as_written=raw,
+    )
 
-    # A task's defaults (a head, metrics, a learning rate that suits it) sit under what the user wrote.
-    defaults: dict[str, Any] = dict(getattr(task_object, "defaults", {}) or {})
+
+def _with_task_defaults(raw: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The task file over its task's defaults (a head, metrics, a learning rate that suits it)."""
     raw = dict(raw)
     for key, value in defaults.items():
         user = raw.get(key)
         raw[key] = _merge(value, user if key in raw else None)
-
     # `--set head.dropout=0.2` on a task file that leaves the head to the task (or the optimizer to the core) makes
     # an object without a name: it names the default component.
     for key in ("head", "freeze", "optimizer", "scheduler"):
@@ -121,86 +161,88 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
         name = fallback.get("name") if isinstance(fallback, dict) else fallback
         if isinstance(raw.get(key), dict) and "name" not in raw[key] and isinstance(name, str):
             raw[key] = {"name": name, **raw[key]}
+    return raw
 
-    try:
-        shape: TaskFile | None = TaskFile.model_validate(raw)
-    except ValidationError as exc:
-        issues.extend(i for i in pydantic_issues(exc, "", TaskFile) if i.path != "task" or "task" in raw)
-        shape = None
+
+@dataclass
+class _Components:
+    """A task file's component sections resolved; a section with a problem is None, or left out of its list."""
+
+    data: Choice | None
+    augment: list[Choice]
+    head: Choice | None
+    freeze: Choice | None
+    optimizer: Choice | None
+    scheduler: Choice | None
+    metrics: list[Choice]
+    callbacks: list[Choice]
+
+
+def _resolve_components(raw: dict[str, Any], as_written: dict[str, Any], shape: TaskFile | None,
+                        registry: Registry, task_choice: Choice | None, task_object: Any, issues: list[ConfigIssue],
+                        note: str) -> _Components:
+    """Each component section of ``raw`` (the task file over its task's defaults), its problems added to ``issues``
+    in the order of the file's sections."""
+
+    def choose(hook: str, value: Any, path: str) -> Choice | None:
+        return resolve_choice(registry, hook, value, path, issues, note=note)
 
     def section(key: str) -> Any:
-        # Components are checked even when the core's sections have problems, so every problem shows at once.
-        if shape is not None:
-            return getattr(shape, key)
-        value = raw.get(key, TaskFile.model_fields[key].default)
-        return value if not (key in ("augment", "callbacks", "metrics") and not isinstance(value, list)) else []
+        return _section(raw, shape, key)
 
-    if raw.get("data") is None:
-        issues.append(ConfigIssue("data", "missing: where is the training data? e.g. {\"train\": \"train.tsv\"}"))
-        data_choice = None
-    else:
-        data_raw = raw["data"]
-        if isinstance(data_raw, dict) and "format" not in data_raw:
-            data_raw = {**data_raw, "format": infer_format(data_raw, registry)}
-        data_choice = resolve_choice(registry, "load_data", data_raw, "data", issues, key="format", note=failure_note)
-
-    augment = [resolve_choice(registry, "augment", v, f"augment.{i}", issues, note=failure_note)
-               for i, v in enumerate(section('augment'))]
+    data = _data_choice(raw, registry, issues, note)
+    augment = [choose("augment", v, f"augment.{i}") for i, v in enumerate(section("augment"))]
     if getattr(task_object, "labels_per_word", False):
-        for i, choice in enumerate(augment):
-            if choice is not None:
-                task_name = task_choice.name if task_choice else ""
-                issues.append(ConfigIssue(f"augment.{i}", f"{choice.name!r} rewrites texts word by word, and the "
-                                          f"{task_name} task has one tag per word: the tags would no longer match "
-                                          "their words. Augmentations are not supported for it"))
-    if section('head') is None:
+        issues.extend(_word_augment_issues(augment, task_choice.name if task_choice else ""))
+    if section("head") is None:
         # A task whose own section is invalid was never built, so its default head is unknown, not missing.
         if task_object is not None:
             issues.append(ConfigIssue("head", "missing, and the task has no default head"))
         head = None
     else:
-        head = resolve_choice(registry, "build_head", section('head'), "head", issues, note=failure_note)
-    freeze = resolve_choice(registry, "freeze", section('freeze'), "freeze", issues, note=failure_note)
-    optimizer = resolve_choice(registry, "optimizer", section('optimizer'), "optimizer", issues, note=failure_note)
+        head = choose("build_head", section("head"), "head")
+    freeze = choose("freeze", section("freeze"), "freeze")
+    optimizer = choose("optimizer", section("optimizer"), "optimizer")
     if optimizer is not None and raw.get("adapter") is not None:
         written = as_written.get("optimizer")
         if not (isinstance(written, dict) and "lr" in written):
             optimizer = adapter_learning_rate(optimizer, registry, issues)
-    scheduler = resolve_choice(registry, "scheduler", section('scheduler'), "scheduler", issues, note=failure_note)
-    metrics = [resolve_choice(registry, "metric", v, f"metrics.{i}", issues, note=failure_note)
-               for i, v in enumerate(section('metrics') or [])]
-    callbacks = [resolve_choice(registry, "callback", v, f"callbacks.{i}", issues, note=failure_note)
-                 for i, v in enumerate(section('callbacks'))]
-
+    scheduler = choose("scheduler", section("scheduler"), "scheduler")
+    metrics = [choose("metric", v, f"metrics.{i}") for i, v in enumerate(section("metrics") or [])]
+    callbacks = [choose("callback", v, f"callbacks.{i}") for i, v in enumerate(section("callbacks"))]
     # The history log is what makes a run inspectable afterwards: always on.
     if registry.find("callback", "history") and not any(c and c.name == "history" for c in callbacks):
         callbacks.append(resolve_choice(registry, "callback", "history", "callbacks", issues))
-    directions: dict[str, str] = {}
-    if shape is not None and task_object is not None and not issues:
-        directions = check_monitors(shape.training, [c for c in callbacks if c], [c for c in metrics if c],
-                                    task_object, data_choice, issues)
+    return _Components(data, [c for c in augment if c], head, freeze, optimizer, scheduler, [c for c in metrics if c],
+                       [c for c in callbacks if c])
 
-    streaming = data_choice is not None and getattr(data_choice.options, "streaming", False)
-    if streaming and shape and not shape.training.max_steps:
-        issues.append(ConfigIssue("training.max_steps", "missing: a streamed training split (data.streaming) has no "
-                                  "known length, so the run needs a number of steps"))
 
-    if shape is not None and shape.search is not None and not issues:
-        issues.extend(check_search(shape.search, as_written, registry, source, base_dir))
+def _section(raw: dict[str, Any], shape: TaskFile | None, key: str) -> Any:
+    """A core section as validated; when the core's sections have problems, as written (a list where one belongs),
+    so that the components are checked too and every problem shows at once."""
+    if shape is not None:
+        return getattr(shape, key)
+    value = raw.get(key, TaskFile.model_fields[key].default)
+    return value if not (key in LIST_SECTIONS and not isinstance(value, list)) else []
 
-    if issues:
-        raise ConfigError(issues, source)
-    assert shape and task_choice and data_choice and head and freeze and optimizer and scheduler
-    output_dir = Path(shape.output_dir) if shape.output_dir else Path("runs") / (source.stem if source else "run")
-    if not output_dir.is_absolute():
-        output_dir = base_dir / output_dir
-    return ResolvedTask(
-        source=source, base_dir=base_dir, raw=raw, task=task_choice, task_object=task_object, model=shape.model,
-        data=data_choice, augment=[c for c in augment if c], head=head, freeze=freeze, optimizer=optimizer,
-        scheduler=scheduler, training=shape.training, metrics=[c for c in metrics if c],
-        callbacks=[c for c in callbacks if c], output_dir=output_dir, plugins=shape.plugins, directions=directions,
-        adapter=shape.adapter, search=shape.search, raw_as_written=as_written,
-    )
+
+def _data_choice(raw: dict[str, Any], registry: Registry, issues: list[ConfigIssue], note: str) -> Choice | None:
+    """The data section's format: as written, else the one its training file's extension names."""
+    if raw.get("data") is None:
+        issues.append(ConfigIssue("data", "missing: where is the training data? e.g. {\"train\": \"train.tsv\"}"))
+        return None
+    data_raw = raw["data"]
+    if isinstance(data_raw, dict) and "format" not in data_raw:
+        data_raw = {**data_raw, "format": infer_format(data_raw, registry)}
+    return resolve_choice(registry, "load_data", data_raw, "data", issues, key="format", note=note)
+
+
+def _word_augment_issues(augment: list[Choice | None], task_name: str) -> list[ConfigIssue]:
+    """Augmentations rewrite texts word by word: a task with one tag per word would lose the alignment of its tags."""
+    return [ConfigIssue(f"augment.{i}", f"{choice.name!r} rewrites texts word by word, and the {task_name} task has "
+                        "one tag per word: the tags would no longer match their words. Augmentations are not "
+                        "supported for it")
+            for i, choice in enumerate(augment) if choice is not None]
 
 
 #: An adapter starts from zero and learns at about ten times the encoder's rate (bench/lora.py: LoRA r 8 on SST-2
@@ -247,12 +289,24 @@ def check_search(search: SearchConfig, raw: dict[str, Any], registry: Registry, 
     return issues
 
 
+COMPRESSED = (".gz", ".bz2", ".xz")
+
+
+def format_suffix(path: Path) -> str:
+    """The extension that names a file's format, without a compression suffix: ``train.tsv.gz`` -> ``tsv``."""
+    name = path.name.lower()
+    for suffix in COMPRESSED:
+        name = name.removesuffix(suffix)
+    return Path(name).suffix.lstrip(".")
+
+
 def infer_format(data: dict[str, Any], registry: Registry) -> str | None:
-    """A data section without ``format`` gets the one its training file's extension names, when one does."""
+    """A data section without ``format`` gets the one its training file's extension names, when one does
+    (``train.tsv.gz``: tsv; the readers decompress)."""
     train = data.get("train")
     if not isinstance(train, str):
         return None
-    suffix = Path(train).suffix.lstrip(".").lower()
+    suffix = format_suffix(Path(train))
     if suffix and registry.find("load_data", suffix):
         return suffix
     if Path(train).is_dir() or not suffix:

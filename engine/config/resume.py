@@ -5,20 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.config.resolve import flatten
+
 #: Dotted task-file keys a --resume may change (with their sub-keys).
 RESUMABLE = ("training.epochs", "training.max_steps", "training.save_steps", "training.save_minutes",
              "training.save_total_limit", "training.eval_steps", "training.report", "training.report_to",
              "training.threads", "training.eval_batch_size", "callbacks", "output_dir", "search")
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested task file as dotted keys (``training.epochs``) and their values; a list counts as one value."""
-    if isinstance(data, dict) and data:
-        flat: dict[str, Any] = {}
-        for key, value in data.items():
-            flat.update(flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): data}
 
 
 def changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> tuple[list[str], list[str]]:

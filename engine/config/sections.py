@@ -188,6 +188,16 @@ class SearchConfig(ConfigSection):
     seed: int | None = Field(None, description="Seeds the sampler; default: training.seed.")
 
 
+#: The sections of task.json that name components, in the order a task file reads: (hook, section, the key that
+#: names the component).
+COMPONENT_SECTIONS = [("task", "task", "name"), ("load_data", "data", "format"), ("augment", "augment", "name"),
+                      ("build_head", "head", "name"), ("freeze", "freeze", "name"), ("optimizer", "optimizer", "name"),
+                      ("scheduler", "scheduler", "name"), ("metric", "metrics", "name"),
+                      ("callback", "callbacks", "name")]
+#: The component sections that hold a list of components.
+LIST_SECTIONS = ("augment", "metrics", "callbacks")
+
+
 class TaskFile(ConfigSection):
     """The shape of task.json before components are resolved."""
 

@@ -1,2 +1,3 @@
-"""Inference: a saved model loaded back (``loading``), the inference loop (``loop``), and scores and predictions
-(``scores``). Every door (evaluation in training, `engine predict`, `engine evaluate`) goes through it."""
+"""Inference: a saved model loaded back (``loading``), the inference loop (``loop``), scores and predictions
+(``scores``), and predicting and scoring an input with a loaded model (``predict``). Every door (evaluation in
+training, `engine predict`, `engine evaluate`) goes through it."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config.choice import Choice, resolve_choice
+from engine.config.resolve import format_suffix
 from engine.data.split import DELIVERY, Split
 from engine.errors import ConfigError, EngineError, RunDirError
 from engine.model.adapters import load_adapted_backbone
@@ -80,7 +81,7 @@ def read_input(loaded: LoadedModel, manager: PluginManager, file: Path, *, label
         if registry.find("load_data", fmt) is None:
             raise EngineError(str(registry.unknown("load_data", fmt, "--format")))
     else:
-        fmt = file.suffix.lstrip(".").lower()
+        fmt = format_suffix(file)
         if registry.find("load_data", fmt) is None:
             fmt = base.get("format") or fmt
     raw = {k: v for k, v in base.items() if k not in DELIVERY | {"format"}}

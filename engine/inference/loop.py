@@ -77,7 +77,6 @@ def run_inference(loaded: LoadedModel, split: Split, batch_size: int, *, labelle
     ``quantize="int8"``: with the encoder in int8, on the CPU."""
     from accelerate import Accelerator
 
-
     accelerator = Accelerator()
     if quantize == "int8":
         if accelerator.device.type != "cpu":
@@ -90,3 +89,11 @@ def run_inference(loaded: LoadedModel, split: Split, batch_size: int, *, labelle
     model = accelerator.prepare_model(loaded.model, evaluation_mode=True)
     outputs, loss = infer(model, features, loaded.task, loaded.tokenizer, batch_size, accelerator, description)
     return Inference(split, features, outputs, loss, accelerator.is_main_process)
+
+
+def is_main_process() -> bool:
+    """Whether this process writes what the inference computed: the first under a distributed launch, else the
+    only one."""
+    from accelerate import PartialState
+
+    return bool(PartialState().is_main_process)

@@ -39,6 +39,8 @@ BUILT_IN = "built-in"
 ENTRY_POINT = "entry point"
 TASK_FILE = "task file"
 
+BLOCKED = "blocked by ENGINE_BLOCK_PLUGINS or --block-plugins"
+
 
 @dataclass
 class PluginInfo:
@@ -57,7 +59,8 @@ class ModuleNotFound(PluginError):
     """A module named as a plugin is neither in the task file's folder nor on the import path."""
 
 
-def _split(value: str | None) -> set[str] | None:
+def split_names(value: str | None) -> set[str] | None:
+    """The names in a comma-separated list (``ENGINE_PLUGINS``, ``--plugins``); None for no list at all."""
     if value is None:
         return None
     return {part.strip() for part in value.split(",") if part.strip()}
@@ -73,8 +76,8 @@ class PluginManager:
     def __init__(self, *, only: Iterable[str] | None = None, block: Iterable[str] = ()) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
-        self.only = set(only) if only is not None else _split(os.environ.get(ENV_PLUGINS))
-        self.block = set(block) | (_split(os.environ.get(ENV_BLOCK)) or set())
+        self.only = set(only) if only is not None else split_names(os.environ.get(ENV_PLUGINS))
+        self.block = set(block) | (split_names(os.environ.get(ENV_BLOCK)) or set())
         self.infos: dict[str, PluginInfo] = {}
         #: plugin name -> why it did not load (its error, or that a pinned name is not installed)
         self.failures: dict[str, str] = {}
@@ -94,7 +97,7 @@ class PluginManager:
             if ep.name in self.infos:
                 continue  # the same distribution seen twice on sys.path
             if ep.name in self.block or (dist is not None and dist in self.block):
-                self.skipped[ep.name] = "blocked by ENGINE_BLOCK_PLUGINS or --block-plugins"
+                self.skipped[ep.name] = BLOCKED
                 continue
             if not builtin and self.only is not None and not {ep.name, dist} & self.only:
                 self.skipped[ep.name] = "not named by ENGINE_PLUGINS or --plugins, which pin the plugins that load"
@@ -127,7 +130,7 @@ class PluginManager:
             if not isinstance(name, str) or not name:
                 continue  # the task file's validation reports it, with its path
             if name in self.block:
-                self.skipped[name] = "blocked by ENGINE_BLOCK_PLUGINS or --block-plugins"
+                self.skipped[name] = BLOCKED
                 continue
             if name in self.infos:
                 continue

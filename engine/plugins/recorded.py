@@ -15,7 +15,9 @@ from engine.registry import KINDS
 
 
 def recorded_choice(manager: PluginManager, hook: str, raw: Any, what: str, plugins: dict[str, str],
-            trained_with: dict[str, dict[str, Any]], untrusted: dict[str, str]) -> Choice:
+                    trained_with: dict[str, dict[str, Any]], untrusted: dict[str, str]) -> Choice:
+    """The component a saved run names (``raw``, at ``what``), from the plugins loaded now; a PluginError saying
+    which of the run's plugins (``plugins``: name -> version) is missing, and why, when none declares it."""
     registry = manager.registry()
     key = "format" if hook == "load_data" else "name"
     name = raw.get(key) if isinstance(raw, dict) else raw
@@ -29,7 +31,7 @@ def recorded_choice(manager: PluginManager, hook: str, raw: Any, what: str, plug
 
 
 def missing_message(manager: PluginManager, kind: str, name: Any, plugins: dict[str, str],
-                     trained_with: dict[str, dict[str, Any]], untrusted: dict[str, str]) -> str:
+                    trained_with: dict[str, dict[str, Any]], untrusted: dict[str, str]) -> str:
     """Which of the plugins the model was trained with is not loaded now, and what to do about it."""
     absent = [p for p in plugins if p not in manager.infos]
     if not absent:
@@ -59,7 +61,7 @@ def missing_message(manager: PluginManager, kind: str, name: Any, plugins: dict[
 
 
 def load_recorded_modules(manager: PluginManager, needed: dict[str, str], trained_with: dict[str, dict[str, Any]],
-                            trust: bool) -> dict[str, str]:
+                          trust: bool) -> dict[str, str]:
     """Import again the task-file modules the model was trained with: from the import path (the user's own), or,
     with ``trust``, from the folder the run recorded. Returns the modules left out for want of ``trust`` (name ->
     recorded path); those, and the ones not found, are left for the missing-component error to name."""

@@ -1,9 +1,9 @@
 """Charts drawn straight to SVG, for the report's built-in figures: lines, scatters, grouped horizontal bars and
 heatmaps, with axes, ticks, legends and titles.
 
-Every run ends with its report; drawing these with matplotlib cost about two seconds of each run (a second of its
+Every run ends with its report; drawing these with matplotlib would cost about two seconds of each run (a second of its
 import alone), more than the rest of the report together. SVG text needs no import, stays sharp at any zoom,
-opens in any browser and is a few kilobytes. A plugin's own figures still use matplotlib (``Section.figure``).
+opens in any browser and is a few kilobytes. A plugin's own figures use matplotlib (``Section.figure``).
 
     panel = Panel("Loss", xlabel="step", ylabel="loss")
     panel.line(steps, losses, label="training")
@@ -20,11 +20,11 @@ from html import escape
 from typing import Any
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")  # matplotlib's tab10, so the report looks as before
+           "#17becf")  # matplotlib's tab10, the colours of the plugins' own (matplotlib) figures
 BLUE, ORANGE, GREEN, RED, PURPLE = COLOURS[:5]
 FONT = "system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif"
 FONT_SIZE = 12
-CHAR = 0.6 * FONT_SIZE  # estimated width of a character: SVG text cannot be measured before it is shown
+CHAR_WIDTH = 0.6  # a character's estimated width, in font sizes: SVG text cannot be measured before it is shown
 MAX_LINE_POINTS = 4000  # a longer line is thinned evenly (its first and last points kept)
 MAX_SCATTER_POINTS = 5000  # a larger scatter shows an even sample, and its legend says so
 GRID, FRAME, MUTED = "#e6e6e6", "#b0b0b0", "#555"
@@ -116,7 +116,7 @@ def _text(x: float, y: float, text: str, *, anchor: str = "middle", size: int = 
 
 
 def _width(text: str, size: int = FONT_SIZE) -> float:
-    return len(text) * size * 0.6
+    return len(text) * size * CHAR_WIDTH
 
 
 @dataclass
@@ -213,42 +213,59 @@ class Panel:
         legend_width = max((_width(m.label or "") for m in entries), default=0) + 34
         left_margin = (22 if self.ylabel else 6) + max((_width(t) for t in ylabels), default=0) + 8
         right_margin = legend_width + 8 if legend_outside and entries else 10
-        plot_x, plot_y = left + left_margin, top + (28 if self.title else 10)
-        plot_w = max(width - left_margin - right_margin, 20)
-        plot_h = max(height - (plot_y - top) - (42 if self.xlabel else 24), 20)
+        plot_y = top + (28 if self.title else 10)
+        plot = _Plot(left + left_margin, plot_y, max(width - left_margin - right_margin, 20),
+                     max(height - (plot_y - top) - (42 if self.xlabel else 24), 20), x0, x1, y0, y1)
+        out = [*self._grid(plot, xticks, yticks, ylabels),
+               f'<clipPath id="clip-{key}"><rect x="{plot.x:.1f}" y="{plot.y:.1f}" width="{plot.w:.1f}" '
+               f'height="{plot.h:.1f}"/></clipPath><g clip-path="url(#clip-{key})">',
+               *self._bars(plot), *self._marks(plot), "</g>", *self._texts(plot, left, top)]
+        if entries:
+            box_h = 20 * len(entries) + 6
+            if legend_outside:
+                lx, ly = plot.x + plot.w + 10, plot.y
+            else:
+                lx, ly = self._legend_corner(plot, legend_width, box_h)
+            out.extend(_legend(entries, lx, ly, legend_width, box_h))
+        return out
 
-        def sx(x: float) -> float:
-            return plot_x + (x - x0) / (x1 - x0) * plot_w
-
-        def sy(y: float) -> float:
-            return plot_y + plot_h - (y - y0) / (y1 - y0) * plot_h
-
-        out = [f'<rect x="{plot_x:.1f}" y="{plot_y:.1f}" width="{plot_w:.1f}" height="{plot_h:.1f}" fill="white" '
+    def _grid(self, plot: _Plot, xticks: list[float], yticks: list[float], ylabels: list[str]) -> list[str]:
+        """The plot area's frame, its grid lines and the ticks' texts (the categories' names, for bars)."""
+        out = [f'<rect x="{plot.x:.1f}" y="{plot.y:.1f}" width="{plot.w:.1f}" height="{plot.h:.1f}" fill="white" '
                f'stroke="{FRAME}"/>']
         for t, text in zip(xticks, tick_labels(xticks)):
-            x = sx(t)
-            out.append(f'<line x1="{x:.1f}" y1="{plot_y:.1f}" x2="{x:.1f}" y2="{plot_y + plot_h:.1f}" '
+            x = plot.sx(t)
+            out.append(f'<line x1="{x:.1f}" y1="{plot.y:.1f}" x2="{x:.1f}" y2="{plot.y + plot.h:.1f}" '
                        f'stroke="{GRID}"/>')
-            out.append(_text(x, plot_y + plot_h + 15, text, colour=MUTED))
-        if self.categories:
-            for i, name in enumerate(self.categories):
-                out.append(_text(plot_x - 6, sy(len(self.categories) - i - 0.5), name, anchor="end", colour=MUTED,
-                                 baseline="central"))
+            out.append(_text(x, plot.y + plot.h + 15, text, colour=MUTED))
+        for i, name in enumerate(self.categories):
+            out.append(_text(plot.x - 6, plot.sy(len(self.categories) - i - 0.5), name, anchor="end", colour=MUTED,
+                             baseline="central"))
         for t, text in zip(yticks, ylabels):
-            y = sy(t)
-            out.append(f'<line x1="{plot_x:.1f}" y1="{y:.1f}" x2="{plot_x + plot_w:.1f}" y2="{y:.1f}" '
+            y = plot.sy(t)
+            out.append(f'<line x1="{plot.x:.1f}" y1="{y:.1f}" x2="{plot.x + plot.w:.1f}" y2="{y:.1f}" '
                        f'stroke="{GRID}"/>')
-            out.append(_text(plot_x - 6, y, text, anchor="end", colour=MUTED, baseline="central"))
-        out.append(f'<clipPath id="clip-{key}"><rect x="{plot_x:.1f}" y="{plot_y:.1f}" width="{plot_w:.1f}" '
-                   f'height="{plot_h:.1f}"/></clipPath><g clip-path="url(#clip-{key})">')
+            out.append(_text(plot.x - 6, y, text, anchor="end", colour=MUTED, baseline="central"))
+        return out
+
+    def _bars(self, plot: _Plot) -> list[str]:
+        """Each category's row of bars, one band per group, the first group on top."""
+        out = []
         bars = [m for m in self.marks if m.kind == "bars"]
         for k, mark in enumerate(bars):
             band = 0.8 / len(bars)
             for i, value in enumerate(mark.values):
                 if value is not None:
-                    y = sy(len(self.categories) - i - 0.1 - k * band)
-                    out.append(f'<rect x="{sx(min(0.0, value)):.1f}" y="{y:.1f}" width="{abs(sx(value) - sx(0)):.1f}"'
-                               f' height="{band * plot_h / len(self.categories):.1f}" fill="{mark.colour}"/>')
+                    y = plot.sy(len(self.categories) - i - 0.1 - k * band)
+                    out.append(f'<rect x="{plot.sx(min(0.0, value)):.1f}" y="{y:.1f}" '
+                               f'width="{abs(plot.sx(value) - plot.sx(0)):.1f}"'
+                               f' height="{band * plot.h / len(self.categories):.1f}" fill="{mark.colour}"/>')
+        return out
+
+    def _marks(self, plot: _Plot) -> list[str]:
+        """The lines, scatters and horizontal lines, in the order they were added."""
+        out = []
+        sx, sy = plot.sx, plot.sy
         for mark in self.marks:
             if mark.kind == "line" and mark.points:
                 path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in mark.points)
@@ -263,35 +280,51 @@ class Panel:
                 out.append("</g>")
             elif mark.kind == "hline":
                 y = sy(mark.points[0][1])
-                out.append(f'<line x1="{plot_x:.1f}" y1="{y:.1f}" x2="{plot_x + plot_w:.1f}" y2="{y:.1f}" '
+                out.append(f'<line x1="{plot.x:.1f}" y1="{y:.1f}" x2="{plot.x + plot.w:.1f}" y2="{y:.1f}" '
                            f'stroke="{mark.colour}" stroke-width="{mark.width}"/>')
-        out.append("</g>")
-        if self.message:
-            out.append(_text(plot_x + plot_w / 2, plot_y + plot_h / 2, self.message, colour=MUTED,
-                             baseline="central"))
-        if self.title:
-            out.append(_text(plot_x + plot_w / 2, top + 17, self.title, size=13, weight="bold"))
-        if self.xlabel:
-            out.append(_text(plot_x + plot_w / 2, plot_y + plot_h + 34, self.xlabel))
-        if self.ylabel:
-            out.append(_text(left + 12, plot_y + plot_h / 2, self.ylabel, angle=-90))
-        if entries:
-            box_h = 20 * len(entries) + 6
-            if legend_outside:
-                lx, ly = plot_x + plot_w + 10, plot_y
-            else:
-                lx, ly = self._legend_corner(plot_x, plot_y, plot_w, plot_h, legend_width, box_h, sx, sy)
-            out.extend(_legend(entries, lx, ly, legend_width, box_h))
         return out
 
-    def _legend_corner(self, plot_x: float, plot_y: float, plot_w: float, plot_h: float, box_w: float, box_h: float,
-                       sx: Any, sy: Any) -> tuple[float, float]:
+    def _texts(self, plot: _Plot, left: float, top: float) -> list[str]:
+        """The note in the middle, the title above, the axis labels below and to the left."""
+        out = []
+        middle = plot.x + plot.w / 2
+        if self.message:
+            out.append(_text(middle, plot.y + plot.h / 2, self.message, colour=MUTED, baseline="central"))
+        if self.title:
+            out.append(_text(middle, top + 17, self.title, size=13, weight="bold"))
+        if self.xlabel:
+            out.append(_text(middle, plot.y + plot.h + 34, self.xlabel))
+        if self.ylabel:
+            out.append(_text(left + 12, plot.y + plot.h / 2, self.ylabel, angle=-90))
+        return out
+
+    def _legend_corner(self, plot: _Plot, box_w: float, box_h: float) -> tuple[float, float]:
         """The inside corner whose legend box would cover the fewest points (top right when they tie)."""
-        right, bottom = plot_x + plot_w - box_w - 6, plot_y + plot_h - box_h - 6
-        corners = [(right, plot_y + 6), (plot_x + 6, plot_y + 6), (right, bottom), (plot_x + 6, bottom)]
-        screen = [(sx(x), sy(y)) for m in self.marks if m.kind in ("line", "scatter") for x, y in m.points]
+        right, bottom = plot.x + plot.w - box_w - 6, plot.y + plot.h - box_h - 6
+        corners = [(right, plot.y + 6), (plot.x + 6, plot.y + 6), (right, bottom), (plot.x + 6, bottom)]
+        screen = [(plot.sx(x), plot.sy(y)) for m in self.marks if m.kind in ("line", "scatter") for x, y in m.points]
         return min(corners, key=lambda c: sum(c[0] <= x <= c[0] + box_w and c[1] <= y <= c[1] + box_h
                                               for x, y in screen))
+
+
+@dataclass
+class _Plot:
+    """A panel's plot area in pixels (x, y, w, h) and the data ranges it shows (x0..x1, y0..y1)."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+
+    def sx(self, x: float) -> float:
+        return self.x + (x - self.x0) / (self.x1 - self.x0) * self.w
+
+    def sy(self, y: float) -> float:
+        return self.y + self.h - (y - self.y0) / (self.y1 - self.y0) * self.h
 
 
 def _legend(entries: Sequence[Mark], left: float, top: float, width: float, height: float) -> list[str]:

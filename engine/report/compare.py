@@ -6,10 +6,10 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from engine.config.resolve import flatten
 from engine.errors import EngineError
 from engine.report.charts import COLOURS, Panel, figure
 from engine.report.document import Report, cell
-from engine.report.run_report import flatten
 from engine.rundir.reading import read_history, read_json, read_task_json
 
 IGNORED = ("output_dir",)  # differs between any two runs, says nothing about the recipe

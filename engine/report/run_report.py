@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engine.config.resolve import flatten
 from engine.report import charts
 from engine.report.document import Report, Section, cell
 from engine.rundir.reading import read_history, read_json, read_jsonl, read_task_json
@@ -55,15 +56,6 @@ def write_report(run_dir: Path, task: Any = None, *, note: str | None = None) ->
     settings.table(["key", "value"], sorted(flatten(config).items()))
     manifest_section(report.section("Manifest"), manifest)
     return report.write()
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict) and data:
-        flat: dict[str, Any] = {}
-        for key, value in data.items():
-            flat.update(flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): data}
 
 
 def summary_section(section: Section, run_dir: Path, config: dict[str, Any], manifest: dict[str, Any],

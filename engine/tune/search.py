@@ -33,7 +33,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import console
 from engine.atomic import write_json
@@ -42,6 +42,9 @@ from engine.config.choice import ResolvedTask
 from engine.config.resolve import resolve, trial_task
 from engine.config.sections import SearchConfig
 from engine.errors import ConfigError, ConfigIssue, EngineError
+
+if TYPE_CHECKING:
+    from engine.report.document import Report
 
 STUDY_FILE, TRIALS_DIR, BEST_LINK = "study.json", "trials", "best"
 HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
@@ -291,38 +294,20 @@ class TuneResult:
 
 def tune(resolved: ResolvedTask, manager: Any) -> TuneResult:
     """Run trials until the study has ``search.trials`` finished ones (counting every process's)."""
-    from engine.training.recipe import run
-
     optuna = _optuna()
-    search = resolved.search
-    if search is None:
-        raise ConfigError([ConfigIssue("search", 'missing: engine tune searches the space a search section gives, '
-                                       'e.g. {"trials": 12, "space": {"optimizer.lr": {"loguniform": [1e-5, 3e-4]}}}')],
-                          resolved.source)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise EngineError("engine tune runs each trial in one process; to use several, start several engine tune "
-                          "processes on the same task file (they share the study), not accelerate launch")
+    search = _search_of(resolved)
     out = resolved.output_dir
     out.mkdir(parents=True, exist_ok=True)
     study, url = open_study(resolved)
     monitor, _ = objective(resolved)
     seed = resolved.training.seed if search.seed is None else search.seed
     space = distributions(search)
-    console.info(f"Study [bold]{study.study_name}[/] in {public_url(url)}: {search.trials} trials, maximizing"
-                 if study.direction.name == "MAXIMIZE" else
-                 f"Study [bold]{study.study_name}[/] in {public_url(url)}: {search.trials} trials, minimizing")
+    console.info(f"Study [bold]{study.study_name}[/] in {public_url(url)}: {search.trials} trials, "
+                 f"{'maximizing' if study.direction.name == 'MAXIMIZE' else 'minimizing'}")
     console.info(f"  objective {monitor}; sampler {search.sampler}, pruner {search.pruner}; "
-                 f"{counts(study).get('COMPLETE', 0) + counts(study).get('PRUNED', 0)} trial(s) already finished")
+                 f"{_finished(study)} trial(s) already finished")
     failures = 0
-    while True:
-        reclaim(study)
-        if _used(study) >= search.trials:
-            break
-        trial = study.ask()
-        if _used(study, below=trial.number) >= search.trials:  # another process asked first for the last one
-            trial.set_user_attr("surplus", True)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            break
+    while (trial := _next_trial(study, search)) is not None:
         # The sampler is seeded by the trial's number: reproducible alone, and no two processes draw alike.
         study.sampler = make_sampler(search, trial_seed(seed, trial.number))
         params = {key: suggest(trial, key, distribution) for key, distribution in space.items()}
@@ -330,17 +315,9 @@ def tune(resolved: ResolvedTask, manager: Any) -> TuneResult:
         for key, value in {"host": socket.gethostname(), "pid": os.getpid(),
                            "run_dir": str(run_dir.relative_to(out))}.items():
             trial.set_user_attr(key, value)
-        finished = counts(study)
-        console.info(f"[bold]Trial {trial.number}[/] ({finished.get('COMPLETE', 0) + finished.get('PRUNED', 0) + 1} "
-                     f"of {search.trials}): {describe(params)}")
-        pruning = PruneTrial(trial, monitor)
+        console.info(f"[bold]Trial {trial.number}[/] ({_finished(study) + 1} of {search.trials}): {describe(params)}")
         try:
-            trial_raw = trial_task(resolved.raw_as_written, decode(params))
-            trial_raw["output_dir"] = str(run_dir.resolve())
-            trial_resolved = resolve(trial_raw, manager.registry(), source=resolved.source,
-                                     base_dir=resolved.base_dir)
-            with Heartbeat(study, trial):
-                result = run(trial_resolved, manager, callbacks=[pruning])
+            _run_trial(study, trial, decode(params), run_dir, resolved, manager, monitor)
         except EngineError as exc:
             trial.set_user_attr("error", str(exc))
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -349,26 +326,73 @@ def tune(resolved: ResolvedTask, manager: Any) -> TuneResult:
             if failures >= MAX_FAILURES_IN_A_ROW:
                 raise EngineError(f"{failures} trials in a row failed; the last: {exc}") from None
             continue
-        finally:
-            _release_accelerate()
         failures = 0
-        assert result is not None
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the run is over: no resume needs them
-        if pruning.pruned:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        else:
-            value = result.metrics.get("validation", {}).get(monitor.split(".", 1)[1])
-            if value is None or not math.isfinite(value):
-                trial.set_user_attr("error", f"the run computed no finite {monitor}")
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            else:
-                study.tell(trial, value)
         update_best(study, out)
         write_study(study, out, url, monitor, search)
     update_best(study, out)
     write_study(study, out, url, monitor, search)
     report = write_search_report(study, out, monitor, search)
     return TuneResult(out, study, monitor, counts(study), report)
+
+
+def _search_of(resolved: ResolvedTask) -> SearchConfig:
+    """The task file's search section; a search runs one trial per process."""
+    if resolved.search is None:
+        raise ConfigError([ConfigIssue("search", 'missing: engine tune searches the space a search section gives, '
+                                       'e.g. {"trials": 12, "space": {"optimizer.lr": {"loguniform": [1e-5, 3e-4]}}}')],
+                          resolved.source)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise EngineError("engine tune runs each trial in one process; to use several, start several engine tune "
+                          "processes on the same task file (they share the study), not accelerate launch")
+    return resolved.search
+
+
+def _finished(study: Any) -> int:
+    """Trials completed or pruned, in every process."""
+    finished = counts(study)
+    return finished.get("COMPLETE", 0) + finished.get("PRUNED", 0)
+
+
+def _next_trial(study: Any, search: SearchConfig) -> Any:
+    """A new trial, or None when the study has ``search.trials`` trials finished or running."""
+    reclaim(study)
+    if _used(study) >= search.trials:
+        return None
+    trial = study.ask()
+    if _used(study, below=trial.number) >= search.trials:  # another process asked first for the last one
+        trial.set_user_attr("surplus", True)
+        study.tell(trial, state=_optuna().trial.TrialState.FAIL)
+        return None
+    return trial
+
+
+def _run_trial(study: Any, trial: Any, params: dict[str, Any], run_dir: Path, resolved: ResolvedTask,
+               manager: Any, monitor: str) -> None:
+    """Train the task file with ``params`` set into ``run_dir`` and tell the study how the trial ended; a run that
+    fails raises its EngineError, with the trial left for the caller to tell."""
+    from engine.training.recipe import run
+
+    optuna = _optuna()
+    pruning = PruneTrial(trial, monitor)
+    try:
+        trial_raw = trial_task(resolved.raw_as_written, params)
+        trial_raw["output_dir"] = str(run_dir.resolve())
+        trial_resolved = resolve(trial_raw, manager.registry(), source=resolved.source, base_dir=resolved.base_dir)
+        with Heartbeat(study, trial):
+            result = run(trial_resolved, manager, callbacks=[pruning])
+    finally:
+        _release_accelerate()
+    assert result is not None
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the run is over: no resume needs them
+    if pruning.pruned:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
+    value = result.metrics.get("validation", {}).get(monitor.split(".", 1)[1])
+    if value is None or not math.isfinite(value):
+        trial.set_user_attr("error", f"the run computed no finite {monitor}")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        study.tell(trial, value)
 
 
 def _release_accelerate() -> None:
@@ -459,11 +483,24 @@ def write_search_report(study: Any, out: Path, monitor: str, search: SearchConfi
 
 
 def _search_report(study: Any, out: Path, monitor: str, search: SearchConfig) -> Path:
-    from engine.report.run_report import Report
+    from engine.report.document import Report
 
     rows = trial_rows(study)
-    best = best_trial(study)
     report = Report(out / "report", f"Search: {study.study_name}")
+    _summary_section(report, study, out, monitor, search)
+    _value_per_trial_section(report, rows, monitor, maximize=study.direction.name == "MAXIMIZE")
+    _importance_section(report, study)
+    _value_per_parameter_section(report, rows, monitor, search)
+    keys = list(search.space)
+    section = report.section("Trials")
+    section.table(["trial", "state", monitor, *keys, "seconds", "run"],
+                  [[r["number"], r["state"], r["value"], *(_short(r["params"].get(k, "")) for k in keys),
+                    r["seconds"], r["run_dir"] or r.get("error", "")] for r in rows])
+    return report.write()
+
+
+def _summary_section(report: Report, study: Any, out: Path, monitor: str, search: SearchConfig) -> None:
+    best = best_trial(study)
     n = counts(study)
     section = report.section("Summary")
     section.table(["", ""], [
@@ -476,12 +513,13 @@ def _search_report(study: Any, out: Path, monitor: str, search: SearchConfig) ->
                                                   f"{out / BEST_LINK}"],
     ])
 
+
+def _value_per_trial_section(report: Report, rows: list[dict[str, Any]], monitor: str, *, maximize: bool) -> None:
     section = report.section("Value per trial")
     section.text(f"{monitor} of each trial: completed trials their best model's, pruned trials their last "
                  "evaluation's; the line is the best so far.")
     figure = section.figure("trials", f"{monitor} by trial.", size=(7, 3.6))
     ax = figure.subplots()
-    maximize = study.direction.name == "MAXIMIZE"
     for state, marker, colour in (("complete", "o", "tab:blue"), ("pruned", "x", "tab:red")):
         points = [(r["number"], r["value"]) for r in rows if r["state"] == state and r["value"] is not None]
         if points:
@@ -498,21 +536,26 @@ def _search_report(study: Any, out: Path, monitor: str, search: SearchConfig) ->
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
 
+
+def _importance_section(report: Report, study: Any) -> None:
     section = report.section("Parameter importance")
     importances = param_importances(study)
-    if importances:
-        section.text("How much of the variation in the objective each parameter explains (Optuna's "
-                     "PED-ANOVA over the completed trials).")
-        figure = section.figure("importance", "Parameter importance.", size=(7, 1.2 + 0.5 * len(importances)))
-        ax = figure.subplots()
-        names = list(importances)
-        ax.barh(names, [importances[k] for k in names], color="tab:blue")
-        ax.invert_yaxis()
-        ax.set(xlabel="importance (sums to 1)", xlim=(0, 1), title="Parameter importance")
-        ax.grid(axis="x", alpha=0.3)
-    else:
+    if not importances:
         section.text("Not enough completed trials with different parameters to tell yet.")
+        return
+    section.text("How much of the variation in the objective each parameter explains (Optuna's "
+                 "PED-ANOVA over the completed trials).")
+    figure = section.figure("importance", "Parameter importance.", size=(7, 1.2 + 0.5 * len(importances)))
+    ax = figure.subplots()
+    names = list(importances)
+    ax.barh(names, [importances[k] for k in names], color="tab:blue")
+    ax.invert_yaxis()
+    ax.set(xlabel="importance (sums to 1)", xlim=(0, 1), title="Parameter importance")
+    ax.grid(axis="x", alpha=0.3)
 
+
+def _value_per_parameter_section(report: Report, rows: list[dict[str, Any]], monitor: str,
+                                 search: SearchConfig) -> None:
     keys = list(search.space)
     section = report.section("Value against each parameter")
     figure = section.figure("parameters", f"{monitor} against each parameter (completed and pruned trials).",
@@ -521,7 +564,7 @@ def _search_report(study: Any, out: Path, monitor: str, search: SearchConfig) ->
     for ax, key in zip(axes, keys):
         spec = search.space[key]
         marks = [(r["params"].get(key), r["value"], r["state"]) for r in rows
-                  if r["value"] is not None and key in r["params"]]
+                 if r["value"] is not None and key in r["params"]]
         if spec.kind == "choice":
             labels = [_short(v) for v in spec.value_of("choice")]
             xs = [labels.index(_short(p)) for p, _, _ in marks]
@@ -535,12 +578,6 @@ def _search_report(study: Any, out: Path, monitor: str, search: SearchConfig) ->
         ax.scatter(xs, [v for _, v, _ in marks], c=colours, zorder=3)
         ax.set(xlabel=key, ylabel=monitor)
         ax.grid(alpha=0.3)
-
-    section = report.section("Trials")
-    section.table(["trial", "state", monitor, *keys, "seconds", "run"],
-                  [[r["number"], r["state"], r["value"], *(_short(r["params"].get(k, "")) for k in keys),
-                    r["seconds"], r["run_dir"] or r.get("error", "")] for r in rows])
-    return report.write()
 
 
 def param_importances(study: Any) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """task.json validation: every problem at once, each with its JSON path, what was expected and what came."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -118,6 +119,21 @@ def test_schema_includes_plugin_components(registry):
     assert "linear" in heads and "mlp" in heads
     tsv = next(v for v in schema["properties"]["data"]["anyOf"] if v.get("properties", {}).get("format", {}).get("const") == "tsv")
     assert "text" in tsv["properties"] and "encoding" in tsv["properties"]
+
+
+def test_schema_takes_every_section_a_task_file_may_have(registry):
+    from engine.config.schema import task_schema
+    from engine.config.sections import TaskFile
+
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = task_schema(registry)
+    assert list(schema["properties"]) == list(TaskFile.model_fields)
+    tune = json.loads((Path(__file__).parents[2] / "examples" / "sentiment" / "tune.json").read_text())
+    jsonschema.validate(tune, schema)  # its search section: ranges of the nested Distribution model
+    for adapter in ("lora", {"name": "dora", "r": 4}, None):
+        jsonschema.validate({**tune, "adapter": adapter}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**tune, "adapter": "lorax"}, schema)
 
 
 # --- monitors: checked before any model loads, with one rule for their direction ----------------------------------

@@ -13,3 +13,17 @@ def test_compare_refuses_a_folder_that_only_holds_a_task_file(tmp_path, run_engi
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     assert f"{tmp_path / 'mine'}: not a run directory" in result.stderr and "manifest.json" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_gzipped_training_file_needs_no_format(write_task, tiny_model_dir, run_engine):
+    import gzip
+
+    from engine.testing import labelled_rows, tsv
+
+    path = write_task({"task": "classification", "model": {"name": str(tiny_model_dir)},
+                       "data": {"train": "train.tsv.gz", "validation_split": 0.25}, "training": {"epochs": 1}})
+    with gzip.open(path.parent / "train.tsv.gz", "wt", encoding="utf-8") as f:
+        f.write(tsv(labelled_rows(["neg", "pos"], 32, seed=1)))
+    result = run_engine("run", path)
+    assert result.exit_code == 0, result.stderr
+    assert "train 24 rows" in " ".join(result.stderr.split())
