@@ -1,2 +1,4 @@
-"""Training: the run recipe (``recipe``), batching (``batching``), the precision policy (``precision``) and
-experiment trackers (``trackers``)."""
+"""Training: the run recipe that builds a run's parts (``recipe``) and the loop that trains them (``trainer``), with
+the parts' own modules: batching (``batching``), evaluation (``evaluation``), checkpoints (``checkpointing``), the
+training clock (``clock``), the progress bar's view (``progress``), the plan printed first (``plan``), the run
+directory's files (``writer``), the precision policy (``precision``) and experiment trackers (``trackers``)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -123,6 +124,29 @@ class StreamBatches(torch.utils.data.IterableDataset):
         for number, indices in enumerate(sampler, start=done + skip):
             self.batch_rows[number] = sampler.rows_in(number - done)
             yield [buffer[i] for i in indices]
+
+
+@dataclass
+class Batches:
+    """A run's training batches: the sampler that orders and shards them, the loader that collates and places them."""
+
+    sampler: LengthGroupedBatches | StreamBatches
+    loader: Any
+    #: Batches in an epoch (None: a stream's length is unknown).
+    epoch_size: int | None
+
+    @property
+    def streaming(self) -> bool:
+        return self.epoch_size is None
+
+    def rows(self, batches: int) -> int:
+        """The rows this many batches train on, over all processes: exact for whole epochs of a split, else an
+        estimate (a stream's rows are unknown: one a feature)."""
+        sampler = self.sampler
+        if isinstance(sampler, StreamBatches):
+            return batches * sampler.batch_size * sampler.num_processes
+        assert self.epoch_size
+        return round(int(sampler.starts.sum()) * batches / self.epoch_size)
 
 
 def collate(task: Any, tokenizer: Any, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

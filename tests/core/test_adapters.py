@@ -154,3 +154,19 @@ def test_an_adapter_learns_at_ten_times_the_default_rate_unless_the_file_sets_on
     assert resolve(written, registry, source=path).optimizer.options.lr == 2e-4
     plain = {k: v for k, v in read_task_file(path).items() if k != "adapter"}
     assert resolve(plain, registry, source=path).optimizer.options.lr == 1e-4  # without an adapter: adamw's default
+
+
+def test_a_rank_above_the_encoders_width_is_one_clear_error(tiny_task, run_engine):
+    path = tiny_task(adapter={"name": "lora", "r": 4096})  # the tiny encoder is 32 wide
+    result = run_engine("run", path)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert "adapter.r 4096 is larger than the encoder's hidden size 32" in " ".join(result.stderr.split())
+    assert not (path.parent / "runs").exists()
+
+
+def test_freezing_the_whole_encoder_under_an_adapter_is_refused_before_training(tiny_task, run_engine):
+    path = tiny_task(adapter="lora", freeze="backbone")
+    result = run_engine("run", path)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert "freeze 'backbone' freezes every weight of the adapter" in " ".join(result.stderr.split())
+    assert not (path.parent / "runs").exists()

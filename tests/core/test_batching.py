@@ -6,7 +6,7 @@ import random
 import pytest
 
 from engine.data.features import starts_of
-from engine.training.batching import LengthGroupedBatches, StreamBatches
+from engine.training.batching import Batches, LengthGroupedBatches, StreamBatches
 
 
 def features_of(rows_features: list[int], seed: int = 0) -> list[dict]:
@@ -61,3 +61,15 @@ def test_a_stream_counts_rows_across_buffers_and_after_a_skip(processes, monkeyp
     resumed = StreamBatches(features, 2, seed=7, num_processes=processes, rank=0)
     resumed.start_epoch(0, skip=3)
     assert [resumed.rows_in(k) for k, _ in enumerate(resumed, start=3)] == counts[3:]
+
+
+def test_the_rows_of_whole_epochs_are_exact_and_a_streams_are_one_a_feature():
+    features = features_of([1, 2, 1, 3, 1, 1, 2], seed=4)
+    sampler = LengthGroupedBatches([f["length"] for f in features], 2, seed=1,
+                                   starts=starts_of([f["row"] for f in features]))
+    batches = Batches(sampler, loader=None, epoch_size=len(sampler))
+    assert not batches.streaming
+    assert batches.rows(len(sampler)) == 7 and batches.rows(3 * len(sampler)) == 21
+
+    stream = Batches(StreamBatches(features, 2, seed=1, num_processes=3), loader=None, epoch_size=None)
+    assert stream.streaming and stream.rows(5) == 5 * 2 * 3

@@ -126,3 +126,22 @@ def test_a_run_that_fails_on_its_data_leaves_no_folder_behind(task, run_engine):
     result = run_engine("run", path)
     assert result.exit_code != 0 and "Traceback" not in result.stderr
     assert not (path.parent / "runs").exists()
+
+
+def test_a_resume_with_an_edited_task_file_names_what_differs(task, run_engine):
+    path = task()
+    assert run_engine("run", path).exit_code == 0
+    message = refused(run_engine, path, "--resume", "--set", "optimizer.lr=5e-3", "--set", "head.dropout=0.3")
+    flat = " ".join(message.split())
+    assert "optimizer.lr: 0.0001 in the run, 0.005 now" in flat and "head.dropout: 0.1 in the run, 0.3 now" in flat
+    assert "training.epochs" in flat  # what a resume may change
+
+
+def test_a_resume_may_train_longer(task, run_engine):
+    path = task()
+    assert run_engine("run", path).exit_code == 0
+    result = run_engine("run", path, "--resume", "--set", "training.epochs=2")
+    assert result.exit_code == 0, result.stderr
+    assert "training.epochs 1 -> 2" in result.stderr
+    history = (path.parent / "runs" / "tiny" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(h)["epoch"] for h in history if json.loads(h)["event"] == "evaluate"] == [1, 2]

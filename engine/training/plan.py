@@ -1,0 +1,60 @@
+"""What a run will do, printed before it does it: the model's size, the data, the steps, the device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from engine import console
+from engine.callbacks import TrainerState
+from engine.config.choice import ResolvedTask
+from engine.data.split import Split
+from engine.model.adapters import Adapter
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """``total`` and ``trainable`` weights (trainable: at any epoch of the freezing schedule, once
+    ``trainable_at_any_epoch`` has run)."""
+    return {"total": sum(p.numel() for p in model.parameters()),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+def print_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerState, splits: dict[str, Split],
+               parameters: dict[str, int], adapter: Adapter | None) -> None:
+    training, n = resolved.training, accelerator.num_processes
+    total, trainable = parameters["total"], parameters["trainable"]
+    data = ", ".join(f"{name} {'streamed' if split.streaming else f'{len(split):,} rows'}"
+                     for name, split in splits.items())
+    if splits["train"].streaming:
+        steps = f"{state.max_steps:,} steps over the stream"
+    else:
+        steps = f"{state.max_steps:,} steps ({state.steps_per_epoch:,} per epoch, {state.epochs} epoch(s))"
+    batch = f"batch {training.batch_size} x {n} process(es)"
+    if training.gradient_accumulation_steps > 1:
+        batch += f" x {training.gradient_accumulation_steps} accumulated"
+    precision = {"no": "fp32"}.get(str(accelerator.mixed_precision), str(accelerator.mixed_precision))
+    console.info(
+        "Plan\n"
+        f"  model     {resolved.model.name}: {count(total)} parameters, {count(trainable)} trainable "
+        f"({trainable / max(total, 1):.1%}); head {resolved.head.name}{describe_adapter(adapter)}\n"
+        f"  data      {data}\n"
+        f"  training  {steps}, {batch}\n"
+        f"  device    {accelerator.device.type}, {precision}, {torch.get_num_threads()} thread(s)"
+        + (" per process" if n > 1 else ""))
+
+
+def describe_adapter(adapter: Adapter | None) -> str:
+    """The plan's adapter line ("" without one)."""
+    if adapter is None:
+        return ""
+    described = adapter.describe()
+    targets = described["target_modules"]
+    return (f"\n  adapter   {described['method']}"
+            + (f" r {adapter.options.r}" if described["method"] != "ia3" else "")
+            + f" on {', '.join(targets) if isinstance(targets, list) else targets}: "
+            f"{count(described['parameters'])} weights; the pretrained ones stay frozen")
+
+
+def count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n:,}"
