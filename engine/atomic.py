@@ -16,6 +16,30 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.errors import EngineError
+
+
+def check_not_an_input(outputs: Iterable[Path], inputs: Iterable[Path], flag: str = "--output") -> None:
+    """The one rule for every command that writes: it never writes onto one of its own inputs (the same file by
+    any path, or an existing file inside an input folder such as a run directory). Checked before any work, so a
+    refusal writes nothing."""
+    sources = [Path(p) for p in inputs]
+    for output in map(Path, outputs):
+        for source in sources:
+            if _same_file(output, source):
+                raise EngineError(f"{flag} {output} is this command's input {source}: writing there would replace "
+                                  "it; nothing was written. Choose another path")
+            if source.is_dir() and output.is_file() and output.resolve().is_relative_to(source.resolve()):
+                raise EngineError(f"{flag} {output} would replace a file of {source}, which this command reads; "
+                                  "nothing was written. Choose a path outside it")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:

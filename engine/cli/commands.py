@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from engine.atomic import check_not_an_input
 from engine.errors import EngineError
 
 if TYPE_CHECKING:
@@ -208,7 +209,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     if args.output.exists() and not args.force:
         raise EngineError(f"{args.output} exists; pass --force to replace it, or --output another path")
+    check_not_an_input([args.output], [args.data_file])
     config, found = starter(args.data_file, args.output, args.task)
+    validation = config["data"].get("validation")
+    if validation:
+        check_not_an_input([args.output], [args.output.parent / validation])
     write_json(args.output, config)
     for line in summary(found):
         console.console.print(line, markup=False)
@@ -239,6 +244,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from engine.inference.predict import predict_split
     from engine.inference.scores import write_jsonl
 
+    if args.output is not None:
+        check_not_an_input([args.output], [args.input, args.run_dir])
     manager = _manager(args)
     loaded, split = _model_and_input(args, manager, args.input, labelled=False)
     rows = predict_split(loaded, split, batch_size=args.batch_size, quantize=args.quantize)
@@ -255,6 +262,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.inference.loop import is_main_process
     from engine.inference.predict import evaluate_split
 
+    if args.output is not None:
+        check_not_an_input([args.output], [args.data, args.run_dir])
     manager = _manager(args)
     loaded, split = _model_and_input(args, manager, args.data, labelled=True)
     values = evaluate_split(loaded, manager, split, batch_size=args.batch_size, quantize=args.quantize)
@@ -285,6 +294,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from engine import console
     from engine.report.compare import compare
 
+    check_not_an_input([args.output / name for name in ("index.html", "comparison.svg", "comparison.csv")],
+                       args.run_dirs)
     table = compare(args.run_dirs, args.output)
     Console(highlight=False).print(table)  # the command's output: standard output
     console.info(f"Comparison: {args.output / 'index.html'} (plot: {args.output / 'comparison.svg'}, table: "

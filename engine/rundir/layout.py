@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ MARKERS = ("manifest.json", "task.json")
 
 
 def check_output_dir(path: Path, *, overwrite: bool, resume: bool, processes: int | None = None,
-                     batch_size: int | None = None, task: dict[str, Any] | None = None) -> None:
+                     batch_size: int | None = None, task: dict[str, Any] | None = None,
+                     inputs: Sequence[Path] = ()) -> None:
     """Refuse, before any work and without touching anything, to clobber an earlier run unless asked (and then
     only a run directory), to resume what cannot be resumed, or to write where nothing can be written.
     ``processes``, ``batch_size`` and ``task`` (the resolved task file, as JSON): a resume must use the processes
@@ -60,6 +62,10 @@ def check_output_dir(path: Path, *, overwrite: bool, resume: bool, processes: in
         if not any((path / marker).exists() for marker in MARKERS):
             raise RunDirError(
                 f"--overwrite: {path} does not look like a run directory (no manifest.json); not deleting it")
+        inside = [p for p in inputs if p.exists() and p.resolve().is_relative_to(path.resolve())]
+        if inside:
+            raise RunDirError(f"--overwrite would delete {inside[0]}, which this run reads: it lies inside output_dir "
+                              f"{path}. Move it out, or set another output_dir")
     check_writable(path)
 
 
@@ -106,11 +112,12 @@ def check_same_task(path: Path, task: dict[str, Any]) -> None:
 
 
 def claim_output_dir(path: Path, *, overwrite: bool, resume: bool, processes: int | None = None,
-                     batch_size: int | None = None, task: dict[str, Any] | None = None) -> RunLock:
+                     batch_size: int | None = None, task: dict[str, Any] | None = None,
+                     inputs: Sequence[Path] = ()) -> RunLock:
     """Check the output directory, lock it, and check again under the lock (another run may have written there
     meanwhile). A refusal, at either check or at the lock, leaves ``path`` as it was."""
     check: dict[str, Any] = {"overwrite": overwrite, "resume": resume, "processes": processes,
-                             "batch_size": batch_size, "task": task}
+                             "batch_size": batch_size, "task": task, "inputs": inputs}
     lock = RunLock(path)
     if path.is_dir():
         lock.check_free()  # a run in progress is the first thing to say, whatever else is wrong

@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ from engine.config.resolve import flatten
 from engine.config.resume import changed_keys
 from engine.data.features import augment, encode_split, feature_key, lengths, row_starts
 from engine.data.node import first_on_node
-from engine.data.split import DataOptions, Split, hold_out
+from engine.data.split import DataOptions, Split, hold_out, resolve_path
 from engine.errors import ConfigError, ConfigIssue, EngineError, RunDirError
 from engine.head import HeadSpec
 from engine.model.adapters import Adapter, FreezeWithAdapter
@@ -321,7 +322,15 @@ class Run:
     def output_checks(self) -> dict[str, Any]:
         """What ``check_output_dir`` needs to know of this run."""
         return {"overwrite": self.overwrite, "resume": self.resume, "processes": self.accelerator.num_processes,
-                "batch_size": self.training.batch_size, "task": self.task_json() if self.resume else None}
+                "batch_size": self.training.batch_size, "task": self.task_json() if self.resume else None,
+                "inputs": self.input_files()}
+
+    def input_files(self) -> list[Path]:
+        """The files this run reads: its task file and data files."""
+        options = self.resolved.data.options
+        named = options.files().values() if isinstance(options, DataOptions) else ()  # a format's own options model
+        files = [resolve_path(f, self.resolved.base_dir) for f in named]
+        return [p for p in (self.resolved.source, *files) if p is not None]
 
     def task_json(self) -> dict[str, Any]:
         """The resolved task as task.json records it (JSON types: tuples as lists, paths as strings)."""
