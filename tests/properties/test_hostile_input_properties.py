@@ -69,6 +69,9 @@ def conll_text(draw):
     return "\n\n".join("\n".join(f"{w}{separator}{t}" for w, t in s) for s in sentences) + "\n"
 
 
+RANDOM_BYTES = st.binary(max_size=64).map(lambda b: b.decode("latin-1"))
+
+
 def read_all(registry, fmt, path, encoding="utf-8"):
     issues: list = []
     section = {"format": fmt, "train": str(path), "encoding": encoding}
@@ -91,7 +94,7 @@ def check_reads_or_one_error(registry, fmt, path, encoding="utf-8"):
 
 
 @SETTINGS
-@given(content=st.one_of(table_text(), st.binary(max_size=64).map(lambda b: b.decode("latin-1"))),
+@given(content=st.one_of(table_text(), RANDOM_BYTES),
        fmt=st.sampled_from(["tsv", "csv"]), encoding=st.sampled_from(["utf-8", "latin-1", "utf-16"]))
 @example(content="\x00", fmt="tsv", encoding="utf-16")  # an odd byte count: a UnicodeDecodeError traceback once
 def test_table_readers_read_or_refuse_with_the_file(registry, tmp_path_factory, content, fmt, encoding):
@@ -101,26 +104,19 @@ def test_table_readers_read_or_refuse_with_the_file(registry, tmp_path_factory, 
 
 
 @SETTINGS
-@given(content=st.one_of(jsonl_text(), st.binary(max_size=64).map(lambda b: b.decode("latin-1"))))
-def test_the_jsonl_reader_reads_or_refuses_with_the_file(registry, tmp_path_factory, content):
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    path.write_bytes(content.encode("utf-8"))
-    check_reads_or_one_error(registry, "jsonl", path)
-
-
-@SETTINGS
-@given(content=st.one_of(conll_text(), st.binary(max_size=64).map(lambda b: b.decode("latin-1"))))
-def test_the_conll_reader_reads_or_refuses_with_the_file(registry, tmp_path_factory, content):
-    path = tmp_path_factory.mktemp("data") / "train.conll"
-    path.write_bytes(content.encode("utf-8"))
-    check_reads_or_one_error(registry, "conll", path)
+@given(data=st.data())
+@pytest.mark.parametrize(("fmt", "texts"), [("jsonl", jsonl_text()), ("conll", conll_text())])
+def test_the_jsonl_and_conll_readers_read_or_refuse_with_the_file(registry, tmp_path_factory, fmt, texts, data):
+    path = tmp_path_factory.mktemp("data") / f"train.{fmt}"
+    path.write_bytes(data.draw(st.one_of(texts, RANDOM_BYTES)).encode("utf-8"))
+    check_reads_or_one_error(registry, fmt, path)
 
 
 # --- engine init ---------------------------------------------------------------------------------------------------
 
 
 @SETTINGS
-@given(content=st.one_of(table_text(), jsonl_text(), conll_text(), st.binary(max_size=64).map(lambda b: b.decode("latin-1"))),
+@given(content=st.one_of(table_text(), jsonl_text(), conll_text(), RANDOM_BYTES),
        suffix=st.sampled_from([".tsv", ".csv", ".jsonl", ".conll"]), raw_bytes=st.binary(max_size=32))
 @example(content="sentence\nfine words here\n", suffix=".csv", raw_bytes=b"")
 def test_init_writes_a_sane_task_file_or_refuses_with_the_file(tmp_path_factory, content, suffix, raw_bytes):
