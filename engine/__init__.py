@@ -2,6 +2,7 @@
 
 Plugin authors need only what is exported here; see docs/plugins.md. This is the plugin contract: it changes only
 with a minor version, and what it removes is deprecated for one minor version first (``engine.deprecation``).
+Applications use the Python API (``train``, ``load``, ``Predictor``, ``RunResult``; README.md, "Python API").
 
 The names load on first use (PEP 562), so that ``engine --help`` and other light commands import no pydantic,
 pluggy or torch.
@@ -13,6 +14,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from engine.api import Predictor, RunResult, load, train
     from engine.callbacks import Callback, TrainerState
     from engine.data.split import LINE, DataOptions, Split
     from engine.errors import ConfigError, DataError, EngineError, PluginError
@@ -35,6 +37,8 @@ _EXPORTS = {
     "Augmentation": "engine.registry", "Metric": "engine.registry", "Register": "engine.registry",
     "Report": "engine.report.document",
     "Task": "engine.task",
+    "train": "engine.api.runs", "RunResult": "engine.api.runs", "load": "engine.api.predictor",
+    "Predictor": "engine.api.predictor",
 }
 
 __all__ = [
@@ -49,13 +53,17 @@ __all__ = [
     "HeadSpec",
     "Metric",
     "PluginError",
+    "Predictor",
     "Register",
     "Report",
+    "RunResult",
     "Split",
     "Task",
     "TrainerState",
     "__version__",
     "hookimpl",
+    "load",
+    "train",
 ]
 
 

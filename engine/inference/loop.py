@@ -71,10 +71,18 @@ class Inference:
     is_main_process: bool
 
 
-def run_inference(loaded: LoadedModel, split: Split, batch_size: int, *, labelled: bool, description: str,
-                  quantize: str | None = None) -> Inference:
-    """Encode ``split`` as training did and run the model over it (on every process under a distributed launch);
-    ``quantize="int8"``: with the encoder in int8, on the CPU."""
+@dataclass
+class Placed:
+    """A loaded model on this process's device, with the Accelerator that put it there: made once by
+    ``place_model`` and reused by every call of a caller that keeps the model (``engine.load``, a server)."""
+
+    accelerator: Any
+    model: torch.nn.Module
+
+
+def place_model(loaded: LoadedModel, quantize: str | None = None) -> Placed:
+    """``loaded.model`` on this process's device, for inference; ``quantize="int8"``: its encoder in int8 first (in
+    place), which only the CPU runs."""
     from accelerate import Accelerator
 
     accelerator = Accelerator()
@@ -83,11 +91,20 @@ def run_inference(loaded: LoadedModel, split: Split, batch_size: int, *, labelle
             raise EngineError(f"--quantize int8 is a CPU serving path; this process runs on {accelerator.device}. "
                               "Predict without it (a GPU is faster in the model's own precision)")
         quantize_int8(loaded.model)
+    return Placed(accelerator, accelerator.prepare_model(loaded.model, evaluation_mode=True))
+
+
+def run_inference(loaded: LoadedModel, split: Split, batch_size: int, *, labelled: bool, description: str,
+                  quantize: str | None = None, placed: Placed | None = None) -> Inference:
+    """Encode ``split`` as training did and run the model over it (on every process under a distributed launch);
+    ``quantize="int8"``: with the encoder in int8, on the CPU. ``placed``: the model as ``place_model`` placed it
+    (and quantized it) before, so ``quantize`` is not used."""
+    placed = placed or place_model(loaded, quantize)
+    accelerator = placed.accelerator
     features = first_on_node(accelerator, lambda: encode_split(
         loaded.task, split, loaded.tokenizer, loaded.meta["max_length"], labelled=labelled,
         key=feature_key(loaded.meta["task"], loaded.meta.get("plugins", {}).get(loaded.task_plugin))))
-    model = accelerator.prepare_model(loaded.model, evaluation_mode=True)
-    outputs, loss = infer(model, features, loaded.task, loaded.tokenizer, batch_size, accelerator, description)
+    outputs, loss = infer(placed.model, features, loaded.task, loaded.tokenizer, batch_size, accelerator, description)
     return Inference(split, features, outputs, loss, accelerator.is_main_process)
 
 

@@ -18,27 +18,31 @@ from engine.data.features import predictions_of
 from engine.data.split import Split
 from engine.errors import ConfigError, ConfigIssue
 from engine.inference.loading import LoadedModel
-from engine.inference.loop import run_inference
+from engine.inference.loop import Placed, run_inference
 from engine.inference.scores import compute_metrics
 from engine.plugins.manager import PluginManager
 from engine.registry import Registry
 
 
-def predict_split(loaded: LoadedModel, split: Split, *, batch_size: int = 64,
-                  quantize: str | None = None) -> list[dict[str, Any]]:
+def predict_split(loaded: LoadedModel, split: Split, *, batch_size: int = 64, quantize: str | None = None,
+                  placed: Placed | None = None) -> list[dict[str, Any]]:
     """One record per row of ``split``, in its order, as `engine predict` writes them: the task's
-    ``format_prediction`` of the row and its prediction. ``quantize="int8"``: the encoder in int8, on the CPU."""
-    result = run_inference(loaded, split, batch_size, labelled=False, description="predict", quantize=quantize)
+    ``format_prediction`` of the row and its prediction. ``quantize="int8"``: the encoder in int8, on the CPU;
+    ``placed``: the model placed (and quantized) once before, by ``place_model``."""
+    result = run_inference(loaded, split, batch_size, labelled=False, description="predict", quantize=quantize,
+                           placed=placed)
     predictions = predictions_of(loaded.task, split, result.features, result.outputs)
     return [loaded.task.format_prediction(row, p) for row, p in zip(split.rows, predictions)]
 
 
 def evaluate_split(loaded: LoadedModel, manager: PluginManager, split: Split, *, batch_size: int = 64,
-                   quantize: str | None = None) -> dict[str, float]:
-    """The run's metrics (``run_metrics``) on a labelled ``split``, and its loss, by name."""
+                   quantize: str | None = None, placed: Placed | None = None) -> dict[str, float]:
+    """The run's metrics (``run_metrics``) on a labelled ``split``, and its loss, by name (``quantize`` and
+    ``placed`` as for ``predict_split``)."""
     loaded.task.check(split)
     choices = run_metrics(loaded, manager.registry())
-    result = run_inference(loaded, split, batch_size, labelled=True, description="evaluate", quantize=quantize)
+    result = run_inference(loaded, split, batch_size, labelled=True, description="evaluate", quantize=quantize,
+                           placed=placed)
     metrics = [choice.build(loaded.task) for choice in choices]
     return compute_metrics(loaded.task, metrics, split, result.features, result.outputs, result.loss).values
 

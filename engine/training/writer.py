@@ -15,6 +15,7 @@ from engine.data.split import Split
 from engine.head import HeadSpec
 from engine.inference.scores import Scores, write_predictions
 from engine.model.adapters import ADAPTER_DIR, Adapter, adapter_meta, write_adapter_dir
+from engine.model.card import write_model_card
 from engine.model.encoder import EngineModel
 from engine.model.saved import save_model
 from engine.plugins.manager import PluginManager
@@ -47,6 +48,17 @@ class RunWriter:
             write_json(self.run_dir / "manifest.json", manifest(seed=self.resolved.training.seed,
                                                                 data_files=self.data_files, plugins=plugins,
                                                                 status=status, extra=extra))
+            if status == "completed":
+                self.model_card()
+
+    def model_card(self) -> None:
+        """model/README.md, in the Hugging Face Hub's format (after metrics.json and manifest.json, which it
+        quotes). A card that cannot be written costs the run nothing; it says why."""
+        try:
+            write_model_card(self.run_dir / "model", level=self.head_spec.level)
+        except Exception as exc:
+            console.warn(f"the model card (model/README.md) could not be written ({type(exc).__name__}: {exc}); "
+                         "the run itself is complete")
 
     def predictions(self, name: str, split: Split, scores: Scores) -> None:
         """RUN_DIR/predictions/NAME.jsonl, which the report reads."""
