@@ -120,11 +120,11 @@ def test_a_streamed_run_killed_in_its_second_pass_resumes_exactly(task, run_engi
 @pytest.mark.slow
 def test_sigkill_at_any_moment_leaves_a_resumable_run(task, run_engine):
     """Kills at random moments (mid-step, mid-checkpoint, mid-evaluation), each followed by a resume, until done."""
-    # The run not killed first: how long it goes on after its first logged step sets the window the kills fall in,
+    # The run not killed first: how long it goes on after its first checkpoint sets the window the kills fall in,
     # so that they land inside the run on a fast machine and a slow one alike.
     direct = task(output="runs/direct", save_steps=1, epochs=3)
     process = engine("run", direct)
-    while not (direct.parent / "runs/direct/history.jsonl").exists() and process.poll() is None:
+    while not list(direct.parent.glob("runs/direct/checkpoints/step-*/trainer_state.json")) and process.poll() is None:
         time.sleep(0.02)
     started = time.monotonic()
     _, err = process.communicate(timeout=300)
@@ -149,7 +149,7 @@ def test_sigkill_at_any_moment_leaves_a_resumable_run(task, run_engine):
         assert process.returncode == -signal.SIGKILL, err
         kills += 1
         command = ["run", path, "--resume"]
-    assert kills, f"the run ended before its kill, {window:.2f} s after its first step"
+    assert kills, f"the run ended before its kill, {window:.2f} s after its first checkpoint"
     result = run_engine(*command)
     assert result.exit_code == 0, result.stderr
     assert_same_run(run_dir, path.parent / "runs/direct")
