@@ -1,4 +1,4 @@
-"""`engine`: run, tune, init, validate, schema, predict, evaluate, report, compare, plugins, cache.
+"""`engine`: run, tune, init, validate, schema, predict, evaluate, serve, report, compare, plugins, cache.
 
 Heavy imports wait until a command needs them."""
 
@@ -88,6 +88,42 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--data", "-d", type=Path, required=True, help="labelled data in the training format")
     p.add_argument("--output", "-o", type=Path, help="write the metrics as JSON here too")
     _model_flags(p, "file")
+
+    _serve_command(commands)
+
+
+def _serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from engine.serve.settings import ServeSettings
+
+    default = ServeSettings(Path("."))
+    p = commands.add_parser("serve", help="serve a trained model over HTTP: POST /predict, /health, /ready, /info, "
+                            "/metrics, /docs (docs/serving.md)")
+    p.add_argument("run_dir", type=Path, help="a run directory (or its model/ folder)")
+    p.add_argument("--host", default=default.host,
+                   help="address to listen on: this machine only by default; 0.0.0.0: every interface")
+    p.add_argument("--port", type=int, default=default.port, help="port to listen on")
+    p.add_argument("--workers", type=int, default=default.workers, metavar="N",
+                   help="processes, each with its model, behind the one port (pays on a CPU with many cores)")
+    p.add_argument("--max-batch-tokens", type=int, default=default.max_batch_tokens, metavar="N",
+                   help="tokens in a batch, padding included")
+    p.add_argument("--max-batch-requests", type=int, default=default.max_batch_requests, metavar="N",
+                   help="requests whose inputs share a batch (default: no limit; 1: no batching across requests)")
+    p.add_argument("--max-wait-ms", type=float, default=default.max_wait_ms, metavar="MS",
+                   help="how long a batch may wait for more inputs (default: 0, a batch forms when the model is free)")
+    p.add_argument("--max-client-batch", type=int, default=default.max_client_batch, metavar="N",
+                   help="inputs in one request (more: 413)")
+    p.add_argument("--max-payload", type=int, default=default.max_payload, metavar="BYTES",
+                   help="bytes in one request's body (more: 413)")
+    p.add_argument("--max-concurrent-requests", type=int, default=default.max_concurrent_requests, metavar="N",
+                   help="requests in progress at once (more: 429)")
+    p.add_argument("--max-queue-ms", type=float, default=default.max_queue_ms, metavar="MS",
+                   help="refuse a request (429) when the queue ahead of it holds more than this much work")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="CPU serving: the encoder's linear layers in int8, as engine predict --quantize int8")
+    p.add_argument("--trust-plugins", action="store_true",
+                   help="import the plugin modules the run's task file named, from where the run recorded them "
+                        "(a run directory is data: without this flag engine runs no code it points to)")
+    _plugin_flags(p)
 
 
 def _run_dir_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -274,6 +310,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise EngineError(f"engine serve needs FastAPI and uvicorn ({exc.name} is not installed): "
+                          "pip install 'engine[serve]'") from None
+    from engine.inference.loading import model_dir_of
+    from engine.serve.server import serve
+    from engine.serve.settings import ServeSettings
+
+    model_dir_of(args.run_dir)  # a folder without a model fails here, before a server starts
+    settings = ServeSettings(
+        run_dir=args.run_dir, host=args.host, port=args.port, workers=args.workers,
+        max_batch_tokens=args.max_batch_tokens, max_batch_requests=args.max_batch_requests,
+        max_wait_ms=args.max_wait_ms, max_client_batch=args.max_client_batch, max_payload=args.max_payload,
+        max_concurrent_requests=args.max_concurrent_requests, max_queue_ms=args.max_queue_ms,
+        quantize=args.quantize, trust_plugins=args.trust_plugins, plugins=args.plugins,
+        block_plugins=args.block_plugins,
+    )
+    problems = settings.problems()
+    if problems:
+        raise EngineError("\n".join(problems))
+    return serve(settings)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from engine import console
     from engine.inference.loading import task_of_run
@@ -385,7 +447,8 @@ def _size(n: float) -> str:
 
 COMMANDS = {"cache": cmd_cache, "init": cmd_init, "run": cmd_run, "tune": cmd_tune, "validate": cmd_validate,
             "schema": cmd_schema,
-            "predict": cmd_predict, "evaluate": cmd_evaluate, "report": cmd_report, "compare": cmd_compare,
+            "predict": cmd_predict, "evaluate": cmd_evaluate, "serve": cmd_serve, "report": cmd_report,
+            "compare": cmd_compare,
             "plugins": cmd_plugins}
 
 

@@ -68,10 +68,11 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return _fingerprints[tokenizer]
 
 
-def _encode(batch: dict[str, list[Any]], indices: list[int], *, task: Any, tokenizer: Any, max_length: int,
-            labelled: bool, source: str) -> dict[str, Any]:
-    """One ``Dataset.map`` batch: the task's columns, with ``row`` made absolute and ``length`` filled in. The
-    task always gets a ``_line`` column (None where the source has no lines)."""
+def encode_rows(batch: dict[str, list[Any]], indices: list[int], *, task: Any, tokenizer: Any, max_length: int,
+                labelled: bool, source: str) -> dict[str, Any]:
+    """The task's features of a batch of rows (``{column: values}``, as ``Dataset.map`` or a server hands them):
+    its columns, with ``row`` made absolute (``indices[i]`` is the split's row of the batch's row i) and ``length``
+    filled in. The task always gets a ``_line`` column (None where the source has no lines)."""
     rows = decode_batch(batch)
     rows.setdefault(LINE, [None] * len(indices))
     try:
@@ -124,7 +125,7 @@ def encode_split(task: Any, split: Split, tokenizer: Any, max_length: int, *, la
     task (``feature_key``)."""
     if not encodes_in_batches(task):
         return _encode_legacy(task, split, tokenizer, max_length, labelled)
-    encode = partial(_encode, task=task, tokenizer=tokenizer, max_length=max_length, labelled=labelled,
+    encode = partial(encode_rows, task=task, tokenizer=tokenizer, max_length=max_length, labelled=labelled,
                      source=split.source)
     columns = split.data.column_names
     if split.streaming:
@@ -276,6 +277,27 @@ class FeatureRows(Sequence[dict[str, Any]]):
             yield from rows_of(batch)
 
 
+class FeatureList(Sequence[dict[str, Any]]):
+    """Features held in memory as dicts (a server's, from ``encode_rows``), read as ``FeatureRows`` reads Arrow:
+    iterated, indexed, or a whole column by name (``features["row"]``)."""
+
+    def __init__(self, features: list[dict[str, Any]]) -> None:
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return [feature[key] for feature in self.features]
+        return self.features[key]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.features)
+
+
 def predictions_of(task: Any, split: Split, features: Any, outputs: list[Any]) -> list[Any]:
-    """The task's predictions for every row of ``split`` from its features' outputs."""
-    return task.predictions(split, FeatureRows(features), outputs)
+    """The task's predictions for every row of ``split`` from its features' outputs (``features``: a
+    ``datasets.Dataset``, or a ``FeatureList``)."""
+    rows = features if isinstance(features, FeatureList) else FeatureRows(features)
+    return task.predictions(split, rows, outputs)

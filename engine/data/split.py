@@ -12,6 +12,7 @@ a format never has to declare types and a row reads back as it was written.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -267,7 +268,9 @@ def rows_to_dataset(rows: Iterable[dict[str, Any]], source: str, path: Path | No
     if path is None:
         parts = list(tables)
         table = pa.concat_tables(parts) if parts else pa.table({LINE: pa.array([], pa.int64())})
-        return datasets.Dataset(datasets.table.InMemoryTable(table))
+        # A fingerprint of its own: without one, datasets hashes the whole table (4 ms for a row, a request's cost
+        # at a server). Rows in memory are never cached by it (the engine's cache keys on Split.fingerprint).
+        return datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=uuid.uuid4().hex)
     from datasets.arrow_writer import ArrowWriter
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,49 @@
+"""What `engine serve` is told: where the model is, the batching knobs and the limits (docs/serving.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """The options of `engine serve`, with their defaults."""
+
+    run_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    #: A batch holds at most this many tokens, padding included (its longest input times its inputs).
+    max_batch_tokens: int = 16384
+    #: A batch holds inputs of at most this many requests (1: no batching across requests); None: no limit.
+    max_batch_requests: int | None = None
+    #: How long the first input of a batch may wait for others; 0: a batch forms as soon as the model is free.
+    max_wait_ms: float = 0.0
+    #: Inputs in one request (above: 413).
+    max_client_batch: int = 32
+    #: Bytes in one request's body (above: 413).
+    max_payload: int = 2_000_000
+    #: Requests inside the server at once (above: 429).
+    max_concurrent_requests: int = 512
+    #: A request is refused (429) when the work queued ahead of it would take longer than this to compute.
+    max_queue_ms: float = 1000.0
+    quantize: str | None = None
+    trust_plugins: bool = False
+    plugins: str | None = None
+    block_plugins: str = ""
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, one message each (empty: nothing)."""
+        found = []
+        for name in ("workers", "max_batch_tokens", "max_client_batch", "max_payload", "max_concurrent_requests"):
+            if getattr(self, name) < 1:
+                found.append(f"--{name.replace('_', '-')}: expected a positive number, got {getattr(self, name)}")
+        if self.max_batch_requests is not None and self.max_batch_requests < 1:
+            found.append(f"--max-batch-requests: expected a positive number, got {self.max_batch_requests}")
+        for name in ("max_wait_ms", "max_queue_ms"):
+            if getattr(self, name) < 0:
+                found.append(f"--{name.replace('_', '-')}: expected 0 or more, got {getattr(self, name)}")
+        if not 0 <= self.port <= 65535:
+            found.append(f"--port: expected 0 to 65535, got {self.port}")
+        return found
