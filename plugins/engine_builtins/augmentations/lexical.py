@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import Register, hookimpl
+from engine import Register
 
 Rows = list[dict[str, Any]]
 
@@ -68,7 +68,6 @@ random_deletion = _augmentation(delete)
 random_deletion.__doc__ = "Delete each word with probability p (never all)."
 
 
-@hookimpl
-def augment(register: Register) -> None:
+def declare(register: Register) -> None:
     register("random_swap", random_swap, options=WordOptions)
     register("random_deletion", random_deletion, options=WordOptions)
