@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -193,9 +194,10 @@ def delta(after: dict[str, float], before: dict[str, float], key: str) -> float:
     return after.get(key, 0.0) - before.get(key, 0.0)
 
 
-def measure(server: Server, pool: list[str], clients: int, seconds: float) -> dict[str, float]:
+def measure(server: Server, pool: list[str], clients: int, seconds: float, keep: bool = False) -> dict[str, Any]:
+    """A closed-loop point; with ``keep``, its latencies (seconds) too."""
     before = server.metrics()
-    load = asyncio.run(closed_loop(server.url, pool, clients, seconds))
+    load = asyncio.run(closed_loop(server.url, pool, clients, seconds, warm=0.5 if keep else 2.0))
     after = server.metrics()
     real = delta(after, before, 'engine_batch_tokens_total{kind="real"}')
     padded = delta(after, before, 'engine_batch_tokens_total{kind="padded"}')
@@ -205,7 +207,25 @@ def measure(server: Server, pool: list[str], clients: int, seconds: float) -> di
             "padding": real / padded if padded else float("nan"),
             "batch": delta(after, before, "engine_batch_inputs_sum") / batches if batches else float("nan"),
             "client_cpu": load.client_cpu / load.seconds,
-            "errors": sum(n for status, n in load.statuses.items() if status != "200")}
+            "errors": sum(n for status, n in load.statuses.items() if status != "200"),
+            **({"latencies": load.latencies} if keep else {})}
+
+
+def interleaved(servers: list[Server], pool: list[str], clients: int, seconds: float,
+                rounds: int = 6) -> dict[str, dict[str, float]]:
+    """``measure`` of each server over ``seconds``, taken as ``rounds`` windows that alternate between them (ABBA)."""
+    windows: dict[str, list[dict[str, Any]]] = {server.name: [] for server in servers}
+    for r in range(rounds):
+        for server in servers if r % 2 == 0 else servers[::-1]:
+            windows[server.name].append(measure(server, pool, clients, seconds / rounds, keep=True))
+    merged = {}
+    for name, parts in windows.items():
+        latencies = [x for part in parts for x in part.pop("latencies")]
+        point = {key: statistics.fmean(part[key] for part in parts) for key in parts[0]}
+        load = Load(latencies=latencies)
+        point.update(p50=load.percentile(0.5), p99=load.percentile(0.99), errors=sum(p["errors"] for p in parts))
+        merged[name] = point
+    return merged
 
 
 async def open_loop(url: str, pool: list[str], rate: float, seconds: float, server: Server,
@@ -292,8 +312,12 @@ def main() -> None:
         server.wait_ready()
     results: dict[str, list[dict[str, float]]] = {server.name: [] for server in servers}
     for n in clients:
+        # One client is latency-bound: the two servers are measured in alternating windows, so that what else
+        # this machine does at the time weighs on both alike.
+        points = interleaved(servers, pool, n, args.seconds) if n == 1 else {
+            server.name: measure(server, pool, n, args.seconds) for server in servers}
         for server in servers:
-            point = measure(server, pool, n, args.seconds)
+            point = points[server.name]
             results[server.name].append(point)
             print(f"{server.name:9s} {n:4d} clients: {point['rps']:7.1f} req/s  p50 {point['p50']:7.1f} ms  "
                   f"p99 {point['p99']:7.1f} ms  padding {point['padding']:.2f}  batch {point['batch']:.1f}  "

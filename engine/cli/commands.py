@@ -167,14 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _manager(args: argparse.Namespace, modules: Sequence[str] = (), base_dir: Path | None = None) -> Any:
-    from engine import console
-    from engine.plugins.manager import load_plugins, split_names
+    from engine.api.plugins import plugin_manager
 
-    manager = load_plugins(modules, base_dir, only=split_names(args.plugins),
-                           block=split_names(args.block_plugins) or set())
-    for name, error in manager.failures.items():
-        console.warn(f"plugin {name!r} failed to load and is skipped: {error}")
-    return manager
+    return plugin_manager(modules, base_dir, only=args.plugins, block=args.block_plugins or ())
 
 
 def _task_file_manager(args: argparse.Namespace, raw: dict[str, Any], path: Path) -> Any:
@@ -184,14 +179,10 @@ def _task_file_manager(args: argparse.Namespace, raw: dict[str, Any], path: Path
 
 
 def _resolve(args: argparse.Namespace) -> tuple[Any, Any]:
-    from engine.config.resolve import apply_overrides, read_task_file, resolve
+    """The task file checked and resolved as ``engine.train`` does it (``engine.api.tasks``), and its plugins."""
+    from engine.api.tasks import resolve_task
 
-    path = args.task_file
-    raw = apply_overrides(read_task_file(path), args.overrides)
-    manager = _task_file_manager(args, raw, path)
-    resolved = resolve(raw, manager.registry(), source=path, base_dir=path.resolve().parent,
-                       failure_note=manager.failure_note())
-    return resolved, manager
+    return resolve_task(args.task_file, args.overrides, plugins=args.plugins, block_plugins=args.block_plugins or ())
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

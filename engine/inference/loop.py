@@ -23,6 +23,17 @@ def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def forward_batch(model: torch.nn.Module, task: Any, tokenizer: Any, features: list[dict[str, Any]],
+                  device: Any) -> tuple[Any, list[Any]]:
+    """One batch through the model (under the caller's ``torch.inference_mode``): the task's collate (padding,
+    attention mask), the model on ``device``, and the task's outputs per feature; the model's output (loss, logits)
+    first. The one step that ``infer`` and a server's batches share."""
+    batch = task.collate(features, tokenizer)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    out = model(**batch)
+    return out, task.outputs(batch, out)
+
+
 def infer(model: torch.nn.Module, features: Any, task: Any, tokenizer: Any, batch_size: int,
           accelerator: Any, description: str) -> tuple[list[Any], float | None]:
     """Outputs for every feature, in feature order, gathered from all processes; and the mean loss if labelled.
@@ -44,10 +55,8 @@ def infer(model: torch.nn.Module, features: Any, task: Any, tokenizer: Any, batc
         for indices in (b[rank::n] for b in batches):
             pairs: list[tuple[int, Any]] = []
             if indices:
-                batch = task.collate(take(features, indices), tokenizer)
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                out = model(**batch)
-                pairs = list(zip(indices, task.outputs(batch, out)))
+                out, values = forward_batch(model, task, tokenizer, take(features, indices), accelerator.device)
+                pairs = list(zip(indices, values))
                 if out.loss is not None:
                     weight = float(out.loss_weight) if out.loss_weight is not None else len(indices)
                     loss_sum += float(out.loss) * weight

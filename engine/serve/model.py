@@ -21,6 +21,7 @@ from engine.data.split import rows_of
 from engine.errors import DataError, EngineError
 from engine.inference.inputs import SOURCE, Columns, split_of_inputs
 from engine.serve.batching import Batcher, Job
+from engine.serve.memory import Trimmer
 from engine.serve.metrics import Metrics
 from engine.serve.schema import ServeError, invalid
 from engine.serve.settings import ServeSettings
@@ -66,7 +67,8 @@ class ModelService:
         self.metrics = metrics
         self.prep = ThreadPoolExecutor(1, thread_name_prefix="engine-serve-prep")
         self.batcher = Batcher(self.forward, self.finished, metrics, max_batch_tokens=settings.max_batch_tokens,
-                               max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms)
+                               max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,
+                               idle=Trimmer())
 
     @property
     def raw_scores_available(self) -> bool:
@@ -211,15 +213,14 @@ class ModelService:
     # --- the model's thread ------------------------------------------------------------------------------------
 
     def forward(self, features: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
-        """One batch through the model, as ``engine.inference.loop.infer`` runs one: the task's collate (padding,
-        attention mask), the model, the task's outputs; and a sequence-level head's logits per feature."""
+        """One batch through the model, by the step ``engine predict`` runs each of its batches with
+        (``engine.inference.loop.forward_batch``); and a sequence-level head's logits per feature."""
         import torch
 
-        batch = self.task.collate(features, self.tokenizer)
-        batch = {key: value.to(self.device) for key, value in batch.items()}
+        from engine.inference.loop import forward_batch
+
         with torch.inference_mode():
-            out = self.model(**batch)
-            outputs = self.task.outputs(batch, out)
+            out, outputs = forward_batch(self.model, self.task, self.tokenizer, features, self.device)
             raw = out.logits.float().cpu().tolist() if self.raw_scores_available else [None] * len(features)
         return outputs, raw
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from engine import console
+from engine.serve.memory import limit_arenas
 from engine.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ def serve(settings: ServeSettings) -> int:
 def run_server(settings: ServeSettings, sockets: list[socket.socket] | None = None, *, announce: bool = True) -> int:
     from engine.serve.app import create_app
 
+    limit_arenas()  # before the server's threads make arenas of their own (engine.serve.memory)
     server: DrainingServer | None = None
 
     def failed(error: BaseException) -> None:
