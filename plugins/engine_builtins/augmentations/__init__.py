@@ -13,8 +13,8 @@ Declaration imports no torch: the heavy code is imported when an augmentation is
 from __future__ import annotations
 
 from engine import Register, hookimpl
-
 from engine_builtins.augmentations import filtering, lexical, mentions, models
+
 # 0.2's module paths: ``engine_builtins.augmentations.random_swap`` and friends.
 from engine_builtins.augmentations.lexical import WordOptions, delete, random_deletion, random_swap, swap
 
