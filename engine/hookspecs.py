@@ -17,7 +17,8 @@ declaring one name is an error that names both.
 None of these hooks is ``firstresult``: every plugin is called, and every registration is collected. The *one
 answer* of a single-choice stage (the data format, the head, the optimizer) is the component the task file names.
 
-``register(name, factory, *, options=None, description=None, higher_is_better=None, produces=None)``:
+``register(name, factory, *, options=None, description=None, higher_is_better=None, produces=None, shapes=None,
+tasks=None)``:
     ``name``        the name a task file uses (lowercase, ``snake_case``).
     ``factory``     what the engine calls to build the component; its arguments are given per hook below.
     ``options``     a ``pydantic.BaseModel`` subclass validating the component's keys in the task file;
@@ -25,6 +26,9 @@ answer* of a single-choice stage (the data format, the head, the optimizer) is t
     ``description`` one line for ``engine plugins``; defaults to the first line of the factory's docstring.
     ``higher_is_better``, ``produces``  metrics only: which way their values improve, and the names (fnmatch
                     patterns) of the values computed; checked against monitors by ``engine validate``.
+    ``shapes``, ``tasks``  augmentations only: the text shapes handled (``"single"``, ``"pair"``, ``"tokens"``;
+                    None: single and pair, as in 0.2) and the task names supported (None: any); checked against
+                    the task file by ``engine validate``.
 
 docs/plugins.md is the plugin author's guide: a section per hook, each with the same ``factory`` line as the
 docstring here and a working example (tests/plugins/test_hooks.py keeps the two in step).
@@ -85,11 +89,19 @@ def load_data(register: Register) -> None:
 def augment(register: Register) -> None:
     """Declare augmentations of the training split (``"augment": [{"name": "random_swap", "p": 0.1}]``).
 
-    register: ``register(name, factory, *, options=None, description=None)``, once per augmentation.
+    register: ``register(name, factory, *, options=None, description=None, shapes=None, tasks=None)``, once per
+        augmentation. ``shapes``: the rows it can rewrite, any of ``"single"`` (``text`` a string), ``"pair"``
+        (``text`` and ``text_pair``), ``"tokens"`` (``text`` a list of words and ``label`` one tag per word, kept
+        aligned); None means ``["single", "pair"]``. ``tasks``: the task names it supports (None: any).
+        ``engine validate`` refuses an augmentation for a task file whose rows it cannot rewrite.
     factory: ``factory(options) -> Callable[[list[dict], random.Random], list[dict]]``
         The callable takes training rows (a chunk of 1,000) and a random generator seeded for that chunk, and
-        returns the augmented rows. Augmentations chain in the order the task file lists them and never touch
-        validation or test rows.
+        returns the augmented rows: the rows it keeps unchanged as the same objects, a changed or new row as a copy
+        (``new = dict(row)``), never its input rows edited in place. The engine marks each row that is not one of
+        the input rows with ``row["_augmented"] = NAME`` (``row["_origin"]`` says which row of the chunk it came
+        from) and counts what each augmentation produced. Augmentations chain in the order the task file lists
+        them and never touch validation or test rows. The callable may carry ``fingerprint`` (a string: what else
+        identifies its output, e.g. a digest of a model folder), which joins the augmented split's cache key.
     returns: nothing; declarations go through ``register``.
     firstresult: no (every registration is collected).
     """

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from pydantic import BaseModel
 
@@ -60,8 +60,17 @@ def check_factory(factory: Callable[..., Any], hook: str) -> str | None:
 
 #: What a ``metric`` factory returns: predictions and references of a whole split in, named values out.
 Metric = Callable[[list[Any], list[Any]], dict[str, float]]
-#: What an ``augment`` factory returns: a chunk of training rows and its seeded generator in, rows out.
+#: What an ``augment`` factory returns: a chunk of training rows and its seeded generator in, rows out. It may carry
+#: an attribute ``fingerprint`` (a string: what else identifies its output, such as a digest of a model folder's
+#: files), which joins the cache key of the augmented split.
 Augmentation = Callable[[list[dict[str, Any]], random.Random], list[dict[str, Any]]]
+
+#: The text shapes an augmentation may handle (``register(..., shapes=[...])``): ``single`` (``row["text"]`` a
+#: string), ``pair`` (``text`` and ``text_pair`` strings), ``tokens`` (``text`` a list of words and ``label`` one tag
+#: per word, as a task with ``labels_per_word`` has: the augmentation keeps the tags aligned).
+SHAPES = ("single", "pair", "tokens")
+#: What an augmentation that declares no shapes (a plugin written for 0.2) handles: plain texts, as in 0.2.
+DEFAULT_SHAPES = ("single", "pair")
 
 
 class Register(Protocol):
@@ -76,6 +85,8 @@ class Register(Protocol):
         description: str | None = None,
         higher_is_better: bool | None = None,
         produces: list[str] | None = None,
+        shapes: Sequence[str] | None = None,
+        tasks: Sequence[str] | None = None,
     ) -> None: ...
 
 
@@ -94,6 +105,15 @@ class Component:
     #: Metrics: the names (fnmatch patterns) of the values computed, e.g. ``["pearson", "pearson_*"]`` (None: not
     #: declared, so a monitor naming another value cannot be checked before the run).
     produces: tuple[str, ...] | None = None
+    #: Augmentations: the text shapes handled (``SHAPES``), as declared (None: not declared; see ``text_shapes``).
+    shapes: tuple[str, ...] | None = None
+    #: Augmentations: the task names supported (None: any task).
+    tasks: tuple[str, ...] | None = None
+
+    @property
+    def text_shapes(self) -> tuple[str, ...]:
+        """The shapes an augmentation handles: as declared, else ``DEFAULT_SHAPES`` (what a 0.2 plugin's did)."""
+        return self.shapes if self.shapes is not None else DEFAULT_SHAPES
 
     def produce(self, value_name: str) -> bool:
         from fnmatch import fnmatchcase
@@ -151,33 +171,63 @@ def make_register(registry: Registry, hook: str, plugin: str) -> Register:
         description: str | None = None,
         higher_is_better: bool | None = None,
         produces: list[str] | None = None,
+        shapes: Sequence[str] | None = None,
+        tasks: Sequence[str] | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin {plugin!r}, hook {hook!r}: register() expects a non-empty name, got {name!r}")
-        if not callable(factory):
-            raise PluginError(
-                f"plugin {plugin!r}, hook {hook!r}: register({name!r}, ...) expects a callable factory, "
-                f"got {type(factory).__name__}"
-            )
-        mismatch = check_factory(factory, hook)
-        if mismatch is not None:
-            raise PluginError(
-                f"plugin {plugin!r}, hook {hook!r}: register({name!r}, ...): the engine calls a {KINDS[hook]}'s "
-                f"factory as {factory_signature(hook)}; {mismatch}. See engine.hookspecs.{hook}."
-            )
-        if options is not None and not (isinstance(options, type) and issubclass(options, BaseModel)):
-            raise PluginError(
-                f"plugin {plugin!r}, hook {hook!r}: register({name!r}, options=...) expects a pydantic BaseModel "
-                f"subclass, got {options!r}"
-            )
-        if (higher_is_better is not None or produces is not None) and hook != "metric":
-            raise PluginError(f"plugin {plugin!r}, hook {hook!r}: register({name!r}, ...): higher_is_better and "
-                              "produces describe metrics; the metric hook takes them")
-        if produces is not None and (isinstance(produces, str) or not all(isinstance(p, str) for p in produces)):
-            raise PluginError(f"plugin {plugin!r}, hook {hook!r}: register({name!r}, produces=...) expects a list of "
-                              f"names or patterns, got {produces!r}")
+        problem = (_component_problem(name, factory, hook, options)
+                   or _metric_problem(name, hook, higher_is_better, produces)
+                   or _augmentation_problem(name, hook, shapes, tasks))
+        if problem is not None:
+            shown = f"register({name!r}, ...)" if isinstance(name, str) and name else "register()"
+            raise PluginError(f"plugin {plugin!r}, hook {hook!r}: {problem.replace('register(...)', shown)}")
         doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
         registry.add(Component(hook, name, factory, options, description or (doc[0] if doc else ""), plugin,
-                               higher_is_better, tuple(produces) if produces is not None else None))
+                               higher_is_better, _names(produces), _names(shapes), _names(tasks)))
 
     return register
+
+
+def _names(values: Sequence[str] | None) -> tuple[str, ...] | None:
+    return tuple(values) if values is not None else None
+
+
+def _is_names(values: object) -> TypeGuard[Sequence[str]]:
+    """A list (or tuple) of non-empty strings: not one string, which would read as its letters."""
+    return isinstance(values, (list, tuple)) and all(isinstance(v, str) and v for v in values)
+
+
+def _component_problem(name: object, factory: Any, hook: str, options: object) -> str | None:
+    """What is wrong with what every declaration gives: its name, its factory, its options model."""
+    if not isinstance(name, str) or not name:
+        return f"register() expects a non-empty name, got {name!r}"
+    if not callable(factory):
+        return f"register(...) expects a callable factory, got {type(factory).__name__}"
+    mismatch = check_factory(factory, hook)
+    if mismatch is not None:
+        return (f"register(...): the engine calls a {KINDS[hook]}'s factory as {factory_signature(hook)}; "
+                f"{mismatch}. See engine.hookspecs.{hook}.")
+    if options is not None and not (isinstance(options, type) and issubclass(options, BaseModel)):
+        return f"register({name!r}, options=...) expects a pydantic BaseModel subclass, got {options!r}"
+    return None
+
+
+def _metric_problem(name: str, hook: str, higher_is_better: bool | None,
+                    produces: Sequence[str] | None) -> str | None:
+    if (higher_is_better is not None or produces is not None) and hook != "metric":
+        return "register(...): higher_is_better and produces describe metrics; the metric hook takes them"
+    if produces is not None and (isinstance(produces, str) or not all(isinstance(p, str) for p in produces)):
+        return f"register({name!r}, produces=...) expects a list of names or patterns, got {produces!r}"
+    return None
+
+
+def _augmentation_problem(name: str, hook: str, shapes: object, tasks: object) -> str | None:
+    """Shapes and tasks say what an augmentation can rewrite; ``engine validate`` checks them against the task file,
+    so a wrong value must fail when the plugin loads, not pass as 'supports nothing'."""
+    if (shapes is not None or tasks is not None) and hook != "augment":
+        return "register(...): shapes and tasks describe augmentations; the augment hook takes them"
+    if shapes is not None and not (_is_names(shapes) and shapes and set(shapes) <= set(SHAPES)):
+        return (f"register({name!r}, shapes=...) expects a non-empty list of {', '.join(map(repr, SHAPES))}, "
+                f"got {shapes!r}")
+    if tasks is not None and not (_is_names(tasks) and tasks):
+        return f"register({name!r}, tasks=...) expects a non-empty list of task names, got {tasks!r}"
+    return None

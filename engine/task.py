@@ -31,8 +31,9 @@ class Task:
     monitor: str = "validation.loss"
     #: ``"max"`` or ``"min"``: the direction in which ``monitor`` improves.
     monitor_mode: str = "min"
-    #: True when a row's ``label`` has one tag per word of its ``text`` (tagging): augmentations, which rewrite
-    #: texts word by word and know nothing of tags, are then refused when the task file is validated.
+    #: True when a row's ``label`` has one tag per word of its ``text`` (tagging): the rows have the ``tokens``
+    #: shape, and augmentations that do not declare it (``register(..., shapes=[..., "tokens"])``: they keep the
+    #: tags aligned) are refused when the task file is validated.
     labels_per_word: bool = False
     #: Names of the numbers a task predicts (one list of floats per row), as a list: the built-in regression
     #: metrics (``pearson``, ``mse``...) score any task that sets it, per target when there are several.

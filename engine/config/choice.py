@@ -137,9 +137,10 @@ def _fields_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]
 
 def resolve_choice(
     registry: Registry, hook: str, value: Any, path: str, issues: list[ConfigIssue], key: str = "name",
-    note: str = "",
+    note: str = "", base_dir: Path | None = None,
 ) -> Choice | None:
-    """Validate one component section: ``"name"`` or ``{"name": ..., **options}``."""
+    """Validate one component section: ``"name"`` or ``{"name": ..., **options}``. The options' validators see
+    ``info.context["base_dir"]``, the task file's folder (or None), to read relative paths from."""
     if isinstance(value, str):
         value = {key: value}
     if not isinstance(value, dict):
@@ -160,7 +161,7 @@ def resolve_choice(
     options = None
     if component.options is not None:
         try:
-            options = component.options.model_validate(options_raw)
+            options = component.options.model_validate(options_raw, context={"base_dir": base_dir})
         except ValidationError as exc:
             issues.extend(pydantic_issues(exc, path, component.options))
             return None

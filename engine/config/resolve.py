@@ -19,7 +19,7 @@ from engine.config.checks import check_monitors
 from engine.config.choice import Choice, ResolvedTask, pydantic_issues, resolve_choice
 from engine.config.sections import LIST_SECTIONS, SearchConfig, TaskFile
 from engine.errors import ConfigError, ConfigIssue
-from engine.registry import Registry
+from engine.registry import Component, Registry
 
 
 def read_task_file(path: Path) -> dict[str, Any]:
@@ -122,7 +122,7 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
     except ValidationError as exc:
         issues.extend(i for i in pydantic_issues(exc, "", TaskFile) if i.path != "task" or "task" in merged)
         shape = None
-    found = _resolve_components(merged, raw, shape, registry, task_choice, task_object, issues, failure_note)
+    found = _resolve_components(merged, raw, shape, registry, task_choice, task_object, issues, failure_note, base_dir)
     directions: dict[str, str] = {}
     if shape is not None and task_object is not None and not issues:
         directions = check_monitors(shape.training, found.callbacks, found.metrics, task_object, found.data, issues)
@@ -180,20 +180,21 @@ class _Components:
 
 def _resolve_components(raw: dict[str, Any], as_written: dict[str, Any], shape: TaskFile | None,
                         registry: Registry, task_choice: Choice | None, task_object: Any, issues: list[ConfigIssue],
-                        note: str) -> _Components:
+                        note: str, base_dir: Path | None = None) -> _Components:
     """Each component section of ``raw`` (the task file over its task's defaults), its problems added to ``issues``
     in the order of the file's sections."""
 
     def choose(hook: str, value: Any, path: str) -> Choice | None:
-        return resolve_choice(registry, hook, value, path, issues, note=note)
+        return resolve_choice(registry, hook, value, path, issues, note=note, base_dir=base_dir)
 
     def section(key: str) -> Any:
         return _section(raw, shape, key)
 
     data = _data_choice(raw, registry, issues, note)
     augment = [choose("augment", v, f"augment.{i}") for i, v in enumerate(section("augment"))]
-    if getattr(task_object, "labels_per_word", False):
-        issues.extend(_word_augment_issues(augment, task_choice.name if task_choice else ""))
+    rows_shape = text_shape(task_object, data)
+    if rows_shape is not None and task_choice is not None:
+        issues.extend(augment_issues(augment, task_choice.name, rows_shape, registry))
     if section("head") is None:
         # A task whose own section is invalid was never built, so its default head is unknown, not missing.
         if task_object is not None:
@@ -237,12 +238,58 @@ def _data_choice(raw: dict[str, Any], registry: Registry, issues: list[ConfigIss
     return resolve_choice(registry, "load_data", data_raw, "data", issues, key="format", note=note)
 
 
-def _word_augment_issues(augment: list[Choice | None], task_name: str) -> list[ConfigIssue]:
-    """Augmentations rewrite texts word by word: a task with one tag per word would lose the alignment of its tags."""
-    return [ConfigIssue(f"augment.{i}", f"{choice.name!r} rewrites texts word by word, and the {task_name} task has "
-                        "one tag per word: the tags would no longer match their words. Augmentations are not "
-                        "supported for it")
-            for i, choice in enumerate(augment) if choice is not None]
+SHAPE_MEANING = {"single": "one text", "pair": "a pair of texts", "tokens": "words with one tag per word"}
+
+
+def text_shape(task_object: Any, data: Choice | None) -> str | None:
+    """The shape of the task file's training rows, which its augmentations must handle: ``tokens`` for a task with
+    one tag per word, ``pair`` when the data section names two text columns, else ``single``; None when the task or
+    the data section is invalid, so the shape cannot be told (their own issues say why)."""
+    if task_object is None:
+        return None
+    if getattr(task_object, "labels_per_word", False):
+        return "tokens"
+    if data is None:
+        return None
+    return "pair" if names_two_texts(data.options) else "single"
+
+
+def names_two_texts(options: Any) -> bool:
+    """Whether a data format's options name two text columns (or keys): ``text_columns()`` where the format has it
+    (the built-ins), else a ``text`` list of two, else a ``text_pair`` column named."""
+    columns = getattr(options, "text_columns", None)
+    if callable(columns):
+        return len(columns()) == 2
+    text = getattr(options, "text", None)
+    return (isinstance(text, (list, tuple)) and len(text) == 2) or bool(getattr(options, "text_pair", None))
+
+
+def augment_issues(augment: list[Choice | None], task: str, shape: str, registry: Registry) -> list[ConfigIssue]:
+    """One issue per augmentation that cannot rewrite this task file's rows: a shape it does not handle (an
+    augmentation that moves words would separate tagging's words from their tags), or a task it does not name."""
+    issues = []
+    for i, choice in enumerate(augment):
+        if choice is None:
+            continue
+        component = choice.component
+        if shape not in component.text_shapes:
+            issues.append(ConfigIssue(f"augment.{i}", shape_mismatch(component, task, shape, registry)))
+        if component.tasks is not None and task not in component.tasks:
+            issues.append(ConfigIssue(f"augment.{i}", f"augmentation {choice.name!r} supports the tasks "
+                                      f"{', '.join(component.tasks)}, not {task}"))
+    return issues
+
+
+def shape_mismatch(component: Component, task: str, shape: str, registry: Registry) -> str:
+    """Why an augmentation cannot rewrite rows of ``shape``, and which augmentations can."""
+    undeclared = " (it declares no shapes, so it is taken to rewrite plain texts, as in 0.2)" \
+        if component.shapes is None else ""
+    fitting = [c.name for c in registry.components["augment"].values()
+               if shape in c.text_shapes and (c.tasks is None or task in c.tasks)]
+    instead = (f"augmentations that support it: {', '.join(sorted(fitting))}" if fitting
+               else "no loaded augmentation supports it")
+    return (f"augmentation {component.name!r} supports the shapes {', '.join(component.text_shapes)}{undeclared}; "
+            f"the {task} task's rows have the shape {shape} ({SHAPE_MEANING[shape]}); {instead}")
 
 
 #: An adapter starts from zero and learns at about ten times the encoder's rate (bench/lora.py: LoRA r 8 on SST-2

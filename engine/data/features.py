@@ -7,23 +7,27 @@ them to the task's ``collate``. Every feature has ``row`` (the index of its row 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import random
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from engine import console
 from engine.data import cache
-from engine.data.split import LINE, Split, decode_batch, rows_of
+from engine.data.augmentation import AugmentationSummary, run_chain
+from engine.data.split import LINE, Split, decode_batch, rows_of, rows_to_dataset, stream_rows
 from engine.deprecation import warn_deprecated
 from engine.errors import DataError, EngineError
+from engine.registry import Augmentation
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 BATCH = 1000  # rows per encode_batch call
@@ -230,29 +234,76 @@ def take(features: Any, indices: list[int]) -> list[dict[str, Any]]:
 
 
 AUGMENT_CHUNK = 1000  # rows an augmentation sees at once, each chunk with its own seeded generator
+AUGMENTATION_FILE = "augmentation.json"  # in the augmented split's cache entry: what each augmentation did
 
 
-def augment(train: Split, augmentations: list[Callable[[list[dict[str, Any]], random.Random], list[dict[str, Any]]]],
-            configs: list[Any], seed: int) -> Split:
+def augment(train: Split, augmentations: Sequence[Augmentation], configs: Sequence[Any], seed: int, *,
+            names: Sequence[str] | None = None) -> Split:
     """The training split through the augmentations, chunk by chunk: each chunk of ``AUGMENT_CHUNK`` rows gets a
     generator seeded by ``seed`` and its position, so a run reproduces whatever reads it (a stream, several
-    processes). Cached with the split's rows."""
-    from engine.data.split import cached_rows, rows_to_dataset, stream_rows
+    processes). Cached with the split's rows, keyed by the augmentations' ``configs`` and ``fingerprint``s, together
+    with what each augmentation did: the split returned carries it (``Split.augmentation``), from the cache too.
+    ``names`` name the augmentations (default: each config's ``name``)."""
+    steps = list(zip(augmentation_names(augmentations, configs, names), augmentations))
+    summaries = [AugmentationSummary(name) for name, _ in steps]
 
-    def rows() -> Iterator[dict[str, Any]]:
+    def rows(count: bool) -> Iterator[dict[str, Any]]:
         for index, batch in enumerate(train.batches(size=AUGMENT_CHUNK)):
-            chunk = rows_of(batch)
-            rng = random.Random(f"{seed}:{index}")
-            for apply in augmentations:
-                chunk = apply(chunk, rng)
-            yield from chunk
+            yield from run_chain(rows_of(batch), random.Random(f"{seed}:{index}"), steps, summaries if count else None)
 
     if train.streaming:
-        return train.with_rows(stream_rows(train.source, rows))
+        passes = itertools.count()  # the first pass (the stream's first rows, read now for its types) is counted
+        augmented = train.with_rows(stream_rows(train.source, lambda: rows(next(passes) == 0)))
+        augmented.augmentation = [dataclasses.replace(s, examples=list(s.examples), streamed=True) for s in summaries]
+        return augmented
     if train.fingerprint is None:
-        return train.with_rows(rows_to_dataset(rows(), train.source))
-    key = cache.fingerprint("augmented", train.fingerprint, configs, seed)
-    return train.with_rows(cached_rows(key, train.source, rows), fingerprint=key)
+        augmented = train.with_rows(rows_to_dataset(rows(True), train.source))
+        augmented.augmentation = summaries
+        return augmented
+    fingerprints = [getattr(apply, "fingerprint", None) for apply in augmentations]
+    key = cache.fingerprint("augmented", train.fingerprint, list(configs), seed, fingerprints)
+    data, augmented_by = cached_augmentation(key, train.source, lambda: rows(True), summaries)
+    augmented = train.with_rows(data, fingerprint=key)
+    augmented.augmentation = augmented_by
+    return augmented
+
+
+def augmentation_names(augmentations: Sequence[Any], configs: Sequence[Any], names: Sequence[str] | None) -> list[str]:
+    """What marks and counts each augmentation: ``names``, else its config's ``name``, else its function's name."""
+    if names is not None:
+        return list(names)
+    found = []
+    for i, apply in enumerate(augmentations):
+        config = configs[i] if i < len(configs) else None
+        name = config.get("name") if isinstance(config, dict) else config if isinstance(config, str) else None
+        found.append(str(name or getattr(apply, "__name__", f"augmentation {i + 1}")))
+    return found
+
+
+def cached_augmentation(key: str, source: str, rows: Callable[[], Iterable[dict[str, Any]]],
+                        summaries: list[AugmentationSummary]) -> tuple[Any, list[AugmentationSummary]]:
+    """The augmented rows, written once to the data cache with what each augmentation did (``summaries``, filled
+    as ``rows()`` is read) beside them in the same entry, so the cache's checksums guard both and a second run
+    knows the counts without augmenting again. Returns the rows memory-mapped and the summaries read back."""
+
+    def write(folder: Path) -> dict[str, Any]:
+        count = rows_to_dataset(rows(), source, folder / "rows.arrow").num_rows
+        text = json.dumps([s.to_dict() for s in summaries], ensure_ascii=False, default=str)
+        (folder / AUGMENTATION_FILE).write_text(text, encoding="utf-8")
+        return {"source": source, "rows": count}
+
+    entry = cache.lookup("rows", key) or cache.build("rows", key, write)
+    return cache.load(entry, "rows"), read_summaries(entry / AUGMENTATION_FILE)
+
+
+def read_summaries(path: Path) -> list[AugmentationSummary]:
+    """What an augmented split's cache entry says each augmentation did ([] for an entry without it)."""
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+        return [AugmentationSummary.from_dict(r) for r in records]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        console.warn(f"{path} cannot be read ({exc}): the counts of the augmentations are unknown")
+        return []
 
 
 class FeatureRows(Sequence[dict[str, Any]]):

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import datasets
     import pyarrow as pa
 
+    from engine.data.augmentation import AugmentationSummary
+
 SPLITS = ("train", "validation", "test")
 LINE = "_line"  # the row's line (or record) number in its source file, for messages
 JSON = ":json"  # suffix of a column stored as JSON text
@@ -89,6 +91,8 @@ class Split:
                  fingerprint: str | None = None) -> None:
         self.name, self.source, self.info, self.fingerprint = name, source, dict(info or {}), fingerprint
         self.data: Any = rows_to_dataset(rows, source) if isinstance(rows, list) else rows
+        #: What each augmentation did to make these rows (``engine.data.features.augment``); [] for rows as read.
+        self.augmentation: list[AugmentationSummary] = []
 
     @property
     def streaming(self) -> bool:

@@ -51,6 +51,8 @@ def write_report(run_dir: Path, task: Any = None, *, note: str | None = None) ->
         report.section("Predictions").text("No predictions/*.jsonl: the run had not evaluated yet when it stopped, or "
                                            "it has no validation or test data.")
 
+    if manifest.get("augmentation"):
+        augmentation_section(report.section("Augmentation"), manifest["augmentation"])
     settings = report.section("Settings")
     settings.text("The task file as run, every default filled in (task.json), as the --set keys that reproduce it.")
     settings.table(["key", "value"], sorted(flatten(config).items()))
@@ -120,7 +122,43 @@ def manifest_section(section: Section, manifest: dict[str, Any]) -> None:
         section.text("No manifest.json.")
         return
     section.text("What ran: versions, seed, data fingerprints and plugins (manifest.json).")
-    rows = [[k, v] for k, v in flatten({k: v for k, v in manifest.items() if k != "plugins"}).items()]
+    rows = [[k, v] for k, v in flatten({k: v for k, v in manifest.items()
+                                        if k not in ("plugins", "augmentation")}).items()]
     rows += [[f"plugin {p.get('name')}", f"{p.get('version')} ({p.get('source')})"]
              for p in manifest.get("plugins", []) if isinstance(p, dict)]
     section.table(["key", "value"], rows)
+
+
+SHOWN_PAIRS = 3  # original/augmented pairs shown per augmentation
+
+
+def augmentation_section(section: Section, summaries: list[Any]) -> None:
+    """What each augmentation did to the training rows (the manifest's counts) and a few of the rows it made beside
+    the rows they came from: numbers alone do not show whether a synonym kept the sense or a tag its word."""
+    records = [s for s in summaries if isinstance(s, dict)]
+    section.text("What each augmentation did to the training rows, in the order they ran (manifest.json): rows in, "
+                 "rows out, and rows produced (new rows and changed copies).")
+    if any(r.get("streamed") for r in records):
+        section.text("The training split is streamed: the counts cover the rows read when the run was set up, not "
+                     "the whole stream.")
+    section.table(["augmentation", "rows in", "rows out", "produced"],
+                  [[r.get("name"), r.get("rows_in"), r.get("rows_out"), r.get("produced")] for r in records])
+    for record in records:
+        pairs = [e for e in record.get("examples") or [] if isinstance(e, dict)][:SHOWN_PAIRS]
+        if pairs:
+            section.text(f"{record.get('name')}: {len(pairs)} row(s) it made, beside the row each came from.")
+            section.table(["original", "augmented"],
+                          [[shown_row(p.get("original")), shown_row(p.get("augmented"))] for p in pairs])
+
+
+def shown_row(fields: Any) -> str:
+    """A row of an example as a line: its text (and pair), then its label; words with one tag each as word/TAG."""
+    if not isinstance(fields, dict):
+        return ""
+    text, label = fields.get("text"), fields.get("label")
+    if isinstance(text, list) and isinstance(label, list) and len(text) == len(label):
+        return " ".join(f"{word}/{tag}" for word, tag in zip(text, label))
+    line = " ".join(map(str, text)) if isinstance(text, list) else cell(text)
+    if fields.get("text_pair") is not None:
+        line += f" ‖ {cell(fields['text_pair'])}"
+    return line + (f"  [{cell(label)}]" if label is not None else "")

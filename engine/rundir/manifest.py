@@ -1,4 +1,5 @@
-"""manifest.json: what ran (versions, command, seed, data fingerprints, plugins) and how it ended.
+"""manifest.json: what ran (versions, command, seed, data fingerprints, plugins, what augmentation made of the
+training rows) and how it ended.
 
 A data file's fingerprint is the one the data cache keys its rows by (``engine.digests``): read once per process."""
 
@@ -30,7 +31,10 @@ def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def manifest(*, seed: int, data_files: dict[str, Path], plugins: list[dict[str, Any]], status: str,
-             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+             augmentation: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest's record. ``augmentation``: per augmentation, in the order they ran, ``{"name", "rows_in",
+    "rows_out", "produced", "examples"}`` (``engine.data.augmentation.AugmentationSummary.to_dict``; a streamed
+    split's also ``"streamed": true``: counted over its first rows); left out of a run without augmentation."""
     return {
         "status": status,
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -41,5 +45,6 @@ def manifest(*, seed: int, data_files: dict[str, Path], plugins: list[dict[str, 
         "seed": seed,
         "data": {split: fingerprint(path) for split, path in data_files.items()},
         "plugins": plugins,
+        **({"augmentation": augmentation} if augmentation else {}),
         **(extra or {}),
     }

@@ -9,6 +9,7 @@ import torch
 from engine import console
 from engine.callbacks import TrainerState
 from engine.config.choice import ResolvedTask
+from engine.data.augmentation import AugmentationSummary
 from engine.data.split import Split
 from engine.model.adapters import Adapter
 
@@ -39,9 +40,16 @@ def print_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerState, sp
         f"  model     {resolved.model.name}: {count(total)} parameters, {count(trainable)} trainable "
         f"({trainable / max(total, 1):.1%}); head {resolved.head.name}{describe_adapter(adapter)}\n"
         f"  data      {data}\n"
+        f"{describe_augmentation(splits['train'].augmentation)}"
         f"  training  {steps}, {batch}\n"
         f"  device    {accelerator.device.type}, {precision}, {torch.get_num_threads()} thread(s)"
         + (" per process" if n > 1 else ""))
+
+
+def describe_augmentation(summaries: list[AugmentationSummary]) -> str:
+    """The plan's augmentation lines, one per augmentation in the order they ran ("" without any)."""
+    lines = [f"  {'augment' if i == 0 else '':<9} {summary.line()}\n" for i, summary in enumerate(summaries)]
+    return "".join(lines)
 
 
 def describe_adapter(adapter: Adapter | None) -> str:

@@ -180,10 +180,10 @@ class Run:
         for name, split in splits.items():
             if name != "train":
                 self.task.check(split)
-        if resolved.augment:
+        if resolved.augment:  # the augmented split carries what each augmentation did, for the plan and manifest
             splits["train"] = first_on_node(accelerator, lambda: augment(
                 splits["train"], [a.build() for a in resolved.augment], [a.raw for a in resolved.augment],
-                training.seed))
+                training.seed, names=[a.name for a in resolved.augment]))
         return splits
 
     def _setup_pretrained(self) -> tuple[Any, Any, int]:

@@ -34,6 +34,8 @@ class RunWriter:
         self.tokenizer, self.max_length, self.head_spec, self.adapter = tokenizer, max_length, head_spec, adapter
         self.data_files = {name: Path(split.source) for name, split in splits.items()}
         self.parameters = parameters  # trainable: at any epoch of the freezing schedule
+        train = splits.get("train")
+        self.augmentation = [s.to_dict() for s in train.augmentation] if train is not None else []
 
     def task_file(self) -> None:
         """RUN_DIR/task.json: the task file as run, every default filled in."""
@@ -47,7 +49,8 @@ class RunWriter:
                      **({"adapter": self.adapter.describe()} if self.adapter is not None else {}), **(extra or {})}
             write_json(self.run_dir / "manifest.json", manifest(seed=self.resolved.training.seed,
                                                                 data_files=self.data_files, plugins=plugins,
-                                                                status=status, extra=extra))
+                                                                status=status, augmentation=self.augmentation,
+                                                                extra=extra))
             if status == "completed":
                 self.model_card()
 

@@ -145,9 +145,10 @@ def test_augmentations_are_seeded_and_keep_labels(name):
             assert 1 <= len(words) < 10 or words == ROWS[0]["text"].split()
 
 
-def test_augmentation_can_keep_originals_and_leaves_token_lists_alone():
+def test_augmentation_can_keep_originals_and_swaps_only_the_untagged_words_of_token_lists():
     apply = augmentations.random_swap(augmentations.WordOptions(p=0.5, keep_original=True))
     tagged = [{"text": ["John", "lives", "in", "Paris"], "label": ["B-PER", "O", "O", "B-LOC"]}]
     out = apply(ROWS[:3] + tagged, random.Random(0))
     assert out[:4] == ROWS[:3] + tagged and len(out) == 8
-    assert out[-1]["text"] == tagged[0]["text"]
+    # The entities stay where they were, with their tags; only the two words tagged O trade places.
+    assert out[-1] == {"text": ["John", "in", "lives", "Paris"], "label": ["B-PER", "O", "O", "B-LOC"]}

@@ -189,3 +189,91 @@ def test_a_metric_that_declares_no_direction_needs_a_mode(plugin_manager, tmp_pa
     assert "cannot tell whether 'validation.kappa' improves up or down" in issues_of(raw, registry)["training.mode"]
     raw["training"]["mode"] = "max"
     assert resolve(raw, registry).directions["validation.kappa"] == "max"
+
+
+# --- augmentations: the text shapes and tasks they declare (register(..., shapes=, tasks=)) ----------------------
+
+
+def with_augmentations(registry, **declared):
+    """``registry`` with augmentations declared by an outside plugin: name -> register()'s keyword arguments."""
+    from engine.registry import make_register
+
+    register = make_register(registry, "augment", "outside")
+    for name, keywords in declared.items():
+        register(name, lambda options: lambda rows, rng: rows, **keywords)
+    return registry
+
+
+TAGGING = {"task": "tagging", "data": {"train": "t.conll"}}
+PAIRS = minimal(data={"train": "t.tsv", "text": ["premise", "hypothesis"]})
+
+
+def test_an_augmentation_for_tokens_is_accepted_for_tagging(registry):
+    with_augmentations(registry, tag_safe={"shapes": ["tokens"]})
+    resolved = resolve({**TAGGING, "augment": ["tag_safe"]}, registry)
+    assert [a.name for a in resolved.augment] == ["tag_safe"]
+
+
+def test_an_augmentation_without_tokens_is_refused_for_tagging_naming_shapes_and_alternatives(registry):
+    with_augmentations(registry, tag_safe={"shapes": ["single", "tokens"]}, plain={"shapes": ["single", "pair"]})
+    issues = issues_of({**TAGGING, "augment": ["tag_safe", "plain"]}, registry)
+    assert list(issues) == ["augment.1"]
+    message = issues["augment.1"]
+    assert message.startswith("augmentation 'plain' supports the shapes single, pair; the tagging task's rows have "
+                              "the shape tokens (words with one tag per word)")
+    assert "augmentations that support it: " in message and "tag_safe" in message.split("support it: ")[1]
+
+
+def test_a_single_text_augmentation_is_refused_for_pairs_and_accepted_for_one_text(registry):
+    with_augmentations(registry, one_text={"shapes": ["single"]}, both={"shapes": ["single", "pair"]})
+    issues = issues_of({**PAIRS, "augment": ["both", "one_text"]}, registry)
+    assert list(issues) == ["augment.1"]
+    assert ("augmentation 'one_text' supports the shapes single; the classification task's rows have the shape "
+            "pair (a pair of texts)") in issues["augment.1"]
+    assert [a.name for a in resolve(minimal(augment=["one_text"]), registry).augment] == ["one_text"]
+
+
+def test_an_augmentation_restricted_to_tasks_is_refused_for_another(registry):
+    with_augmentations(registry, for_regression={"tasks": ["regression"]})
+    issues = issues_of(minimal(augment=[{"name": "for_regression"}]), registry)
+    assert issues == {"augment.0": "augmentation 'for_regression' supports the tasks regression, not classification"}
+    raw = {"task": "regression", "data": {"train": "t.tsv"}, "augment": ["for_regression"]}
+    assert [a.name for a in resolve(raw, registry).augment] == ["for_regression"]
+
+
+def test_a_mismatch_of_shape_and_of_task_is_one_issue_each(registry):
+    with_augmentations(registry, narrow={"shapes": ["single"], "tasks": ["regression"]})
+    with pytest.raises(ConfigError) as info:
+        resolve({**TAGGING, "augment": ["narrow"]}, registry)
+    assert [(i.path, i.message.split(";")[0]) for i in info.value.issues] == [
+        ("augment.0", "augmentation 'narrow' supports the shapes single"),
+        ("augment.0", "augmentation 'narrow' supports the tasks regression, not tagging")]
+
+
+def test_an_augmentation_registered_as_in_0_2_rewrites_single_texts_and_pairs_but_not_tags(registry):
+    with_augmentations(registry, old_style={})
+    component = registry.find("augment", "old_style")
+    assert (component.shapes, component.tasks, component.text_shapes) == (None, None, ("single", "pair"))
+    assert [a.name for a in resolve(minimal(augment=["old_style"]), registry).augment] == ["old_style"]
+    assert [a.name for a in resolve({**PAIRS, "augment": ["old_style"]}, registry).augment] == ["old_style"]
+    message = issues_of({**TAGGING, "augment": ["old_style"]}, registry)["augment.0"]
+    assert "supports the shapes single, pair (it declares no shapes, so it is taken to rewrite plain texts" in message
+
+
+@pytest.mark.parametrize("hook, keywords, expected", [
+    ("metric", {"shapes": ["single"]}, "shapes and tasks describe augmentations; the augment hook takes them"),
+    ("build_head", {"tasks": ["tagging"]}, "shapes and tasks describe augmentations; the augment hook takes them"),
+    ("augment", {"shapes": ["sentence"]}, "register('x', shapes=...) expects a non-empty list of 'single', 'pair', "
+                                          "'tokens', got ['sentence']"),
+    ("augment", {"shapes": "single"}, "register('x', shapes=...) expects a non-empty list"),
+    ("augment", {"shapes": []}, "register('x', shapes=...) expects a non-empty list"),
+    ("augment", {"tasks": "tagging"}, "register('x', tasks=...) expects a non-empty list of task names, got 'tagging'"),
+])
+def test_shapes_and_tasks_are_checked_when_the_plugin_declares(registry, hook, keywords, expected):
+    from engine.errors import PluginError
+    from engine.registry import FACTORY_ARGUMENTS, make_register
+
+    factory = eval(f"lambda options{''.join(', a' + str(i) for i in range(len(FACTORY_ARGUMENTS[hook])))}: None")
+    with pytest.raises(PluginError) as info:
+        make_register(registry, hook, "outside")("x", factory, **keywords)
+    assert str(info.value).startswith(f"plugin 'outside', hook {hook!r}: ") and expected in str(info.value)

@@ -283,3 +283,124 @@ def test_validation_split_and_a_validation_file_are_one_too_many(tiny_task, run_
     result = run_engine("validate", path)
     assert result.exit_code == 2
     assert "data.validation_split: " in result.stderr and "set one of the two" in result.stderr
+
+
+def upper_copies(rows, rng):
+    """Keeps every row and adds an upper-cased copy of the even ones (their place in the chunk: ``_origin``)."""
+    return [*rows, *(dict(row, text=row["text"].upper()) for row in rows if row["_origin"] % 2 == 0)]
+
+
+def drop_some_augmented(rows, rng):
+    """Drops the augmented rows whose original's place is a multiple of 4: the marks of earlier steps show."""
+    return [row for row in rows if not (row.get("_augmented") == "upper_copies" and row["_origin"] % 4 == 0)]
+
+
+def test_augmentation_marks_counts_and_shows_examples_and_stores_rows_without_the_private_keys(tmp_path, monkeypatch):
+    from engine.data.features import AUGMENTATION_FILE, augment
+
+    write(tmp_path / "t.tsv", "text\tlabel\n" + "".join(f"w{i} a b\t{'xy'[i % 2]}\n" for i in range(2500)))
+    split = load_tsv(TableOptions(train="t.tsv"), tmp_path)["train"]
+    calls = []
+    chain = [lambda rows, rng: calls.append(len(rows)) or upper_copies(rows, rng), drop_some_augmented]
+    configs = [{"name": "upper_copies"}, {"name": "drop_some_augmented"}]
+    augmented = augment(split, chain, configs, seed=1)
+    first, second = augmented.augmentation
+    # Chunks of 1,000, 1,000 and 500 rows: half of each copied; a quarter of each chunk's copies dropped after.
+    assert (first.name, first.rows_in, first.rows_out, first.produced) == ("upper_copies", 2500, 3750, 1250)
+    assert (second.name, second.rows_in, second.rows_out, second.produced) == ("drop_some_augmented", 3750, 3125, 0)
+    assert first.examples == [{"original": {"text": f"w{i} a b", "label": "x"}, "augmented": {"text": f"W{i} A B", "label": "x"}}
+                              for i in (0, 2, 4)]
+    assert second.examples == []
+    assert len(augmented) == 3125 and set(augmented.columns) == {LINE, "text", "label"}  # no _origin, _augmented
+    assert calls == [1000, 1000, 500]
+
+    # A second run reads rows and counts from the cache; the augmentations do not run again.
+    again = augment(split, chain, configs, seed=1)
+    assert calls == [1000, 1000, 500]
+    assert [s.to_dict() for s in again.augmentation] == [s.to_dict() for s in augmented.augmentation]
+    assert again.fingerprint == augmented.fingerprint
+    # The counts are guarded by the cache's checksums like the rows: damaged, the entry is made again.
+    (saved,) = (tmp_path / "cache" / "rows").glob(f"*/{AUGMENTATION_FILE}")
+    saved.write_text(saved.read_text().replace("3750", "9999"))
+    warnings_seen = []
+    monkeypatch.setattr("engine.data.cache.console.warn", warnings_seen.append)
+    remade = augment(split, chain, configs, seed=1)
+    assert f"{AUGMENTATION_FILE} holds other bytes than were written" in warnings_seen[0]
+    assert remade.augmentation[0].rows_out == 3750 and len(calls) == 6
+
+
+def test_an_augmentations_fingerprint_joins_the_cache_key(tmp_path):
+    from engine.data.features import augment
+
+    write(tmp_path / "t.tsv", "text\tlabel\nw a b\tx\n")
+    split = load_tsv(TableOptions(train="t.tsv"), tmp_path)["train"]
+
+    def with_fingerprint(value):
+        def apply(rows, rng):
+            return [dict(row, text=value) for row in rows]
+
+        apply.fingerprint = value
+        return apply
+
+    one, other = (augment(split, [with_fingerprint(v)], [{"name": "model"}], seed=1) for v in ("model-a", "model-b"))
+    assert one.fingerprint != other.fingerprint
+    assert [r["text"] for r in one.rows] == ["model-a"] and [r["text"] for r in other.rows] == ["model-b"]
+    plain = augment(split, [lambda rows, rng: rows], [{"name": "model"}], seed=1)
+    assert plain.fingerprint not in (one.fingerprint, other.fingerprint)
+
+
+def test_augmenting_a_stream_counts_the_rows_read_when_it_is_set_up_and_says_so(tmp_path):
+    from engine.data.features import augment
+    from engine.data.split import stream_rows
+
+    rows = [{LINE: i, "text": f"w{i} a b", "label": "x"} for i in range(25_000)]
+    stream = Split("train", rows, "t.tsv").with_rows(stream_rows("t.tsv", lambda: iter(rows)))
+    augmented = augment(stream, [upper_copies], [{"name": "upper_copies"}], seed=1)
+    (summary,) = augmented.augmentation
+    assert summary.streamed and summary.to_dict()["streamed"] is True
+    assert 0 < summary.rows_in < 25_000 and summary.produced == summary.rows_in // 2  # the first chunks only
+    assert summary.line().endswith(", counted over the stream's first rows")
+    read = list(augmented.rows)
+    assert len(read) == 37_500 and "_origin" not in read[0] and "_augmented" not in read[-1]
+    assert summary.rows_in == augmented.augmentation[0].rows_in  # reading the stream leaves the record as it was
+
+
+def test_augmenting_rows_in_memory_counts_them_all():
+    from engine.data.features import augment
+
+    split = Split("train", [{LINE: i, "text": f"w{i}", "label": "x"} for i in range(10)], "t.tsv")
+    (summary,) = augment(split, [upper_copies], [], seed=1, names=["copies"]).augmentation
+    assert (summary.name, summary.rows_in, summary.rows_out, summary.produced) == ("copies", 10, 15, 5)
+    assert summary.line() == "copies: 10 -> 15 (+5)"
+
+
+def test_an_input_row_kept_twice_counts_once_as_produced_but_only_a_copy_is_marked():
+    import random
+
+    from engine.data.augmentation import AugmentationSummary, run_chain
+
+    seen = {}
+
+    def repeat_first(rows, rng):
+        return [*rows, rows[0], dict(rows[1])]
+
+    def look(rows, rng):
+        seen.update({i: row.get("_augmented") for i, row in enumerate(rows)})
+        return rows
+
+    rows = [{"text": "a"}, {"text": "b"}]
+    summaries = [AugmentationSummary("repeat_first"), AugmentationSummary("look")]
+    out = run_chain(rows, random.Random(0), [("repeat_first", repeat_first), ("look", look)], summaries)
+    assert summaries[0].produced == 2 and summaries[1].produced == 0
+    assert seen == {0: None, 1: None, 2: None, 3: "repeat_first"}  # the repeat is the original object itself
+    assert out == [{"text": "a"}, {"text": "b"}, {"text": "a"}, {"text": "b"}]
+
+
+def test_an_augmentation_returning_something_else_than_rows_is_named():
+    import random
+
+    from engine.data.augmentation import run_chain
+    from engine.errors import EngineError
+
+    with pytest.raises(EngineError, match="augmentation 'texts' returned str 'a' among its rows"):
+        run_chain([{"text": "a"}], random.Random(0), [("texts", lambda rows, rng: [r["text"] for r in rows])])

@@ -126,13 +126,19 @@ def test_batches_give_one_prediction_per_word_in_every_subword_mode(tiny_model_d
     assert [len(p["tags"]) for p in predictions] == [4, 1]
 
 
-@pytest.mark.parametrize("augmentation", ["random_swap", "random_deletion"])
-def test_word_augmentations_are_refused_for_tagging_before_anything_runs(augmentation, plugin_manager, tmp_path):
+@pytest.mark.parametrize("shapes", [None, ["single", "pair"]])
+def test_augmentations_that_do_not_keep_tags_aligned_are_refused_before_anything_runs(shapes, plugin_manager, tmp_path):
+    """An augmentation is for tagging only when it declares the tokens shape; a 0.2 plugin's, which declares no
+    shapes, rewrites plain texts and is refused as in 0.2."""
     from engine.errors import ConfigError
+    from engine.registry import make_register
 
-    raw = {"task": "tagging", "data": {"train": "t.conll"}, "augment": [{"name": augmentation, "p": 0.3}]}
+    registry = plugin_manager.registry()
+    make_register(registry, "augment", "outside")("word_shuffle", lambda options: lambda rows, rng: rows, shapes=shapes)
+    raw = {"task": "tagging", "data": {"train": "t.conll"}, "augment": ["word_shuffle"]}
     with pytest.raises(ConfigError) as info:
-        resolve(raw, plugin_manager.registry(), source=tmp_path / "task.json")
+        resolve(raw, registry, source=tmp_path / "task.json")
     (issue,) = info.value.issues
     assert issue.path == "augment.0"
-    assert f"'{augmentation}' rewrites texts word by word, and the tagging task has one tag per word" in issue.message
+    assert issue.message.startswith("augmentation 'word_shuffle' supports the shapes single, pair")
+    assert "the tagging task's rows have the shape tokens (words with one tag per word)" in issue.message
