@@ -136,3 +136,20 @@ def test_what_waits_at_stop_fails_with_a_reason():
     model.hold.set()
     stopper.join(10)
     assert "shut down before computing" in str(waiting.error)
+
+
+def test_idle_is_called_only_when_a_batch_leaves_the_queue_empty():
+    model, idle_at = Recorder(), []
+    batcher = Batcher(model.forward, model.done, Metrics(), max_batch_tokens=10_000, max_batch_requests=1,
+                      max_wait_ms=0, idle=lambda: idle_at.append(len(model.batches)))
+    batcher.start()
+    model.hold.clear()
+    batcher.submit(job(10))
+    wait_until(lambda: not batcher.depth)
+    batcher.submit(job(20))
+    batcher.submit(job(30))
+    model.hold.set()
+    wait_until(lambda: len(model.finished) == 3)
+    wait_until(lambda: len(idle_at) == 1)
+    batcher.stop()
+    assert idle_at == [3]  # not after the first two batches: inputs were still waiting
