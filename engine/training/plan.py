@@ -27,6 +27,9 @@ def print_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerState, sp
     total, trainable = parameters["total"], parameters["trainable"]
     data = ", ".join(f"{name} {'streamed' if split.streaming else f'{len(split):,} rows'}"
                      for name, split in splits.items())
+    augmented = splits["train"].augmentation
+    if augmented and not splits["train"].streaming:
+        data = data.replace("train ", f"train {augmented[0].rows_in:,} rows, augmented to ", 1)
     if splits["train"].streaming:
         steps = f"{state.max_steps:,} steps over the stream"
     else:
