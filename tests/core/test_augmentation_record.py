@@ -16,7 +16,7 @@ def test_a_run_with_random_swap_counts_it_in_the_plan_the_manifest_and_the_repor
     assert (record["name"], record["rows_in"], record["rows_out"]) == ("random_swap", 32, 32 + produced)
     assert produced > 16  # the rows it changed, each added beside its original (a swap of equal words changes none)
     err = " ".join(result.stderr.split())
-    assert (f"data train {32 + produced} rows, validation 16 rows augment random_swap: 32 -> {32 + produced} "
+    assert (f"data train 32 rows, augmented to {32 + produced} rows, validation 16 rows augment random_swap: 32 -> {32 + produced} "
             f"(+{produced}) training") in err
     originals = {line.split("\t")[0]: line.split("\t")[1] for line in (path.parent / "train.tsv").read_text().splitlines()[1:]}
     assert 1 <= len(record["examples"]) <= 3
