@@ -24,6 +24,7 @@ def _model_flags(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--format", "-f",
                         help=f"data format of the {what} (default: from its extension, else the training format)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--task", metavar="NAME", help="a multi-task model's task (docs/multitask.md)")
     parser.add_argument("--quantize", choices=["int8"],
                         help="CPU serving: the encoder's linear layers in int8 (dynamic quantization); a little "
                              "faster, predictions change slightly (docs/benchmarks.md: speed and accuracy change)")
@@ -189,6 +190,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from engine import console
 
     resolved, _ = _resolve(args)
+    if resolved.tasks is not None:
+        tasks = ", ".join(f"{name}: {t.task.name} ({t.data.name}, head {t.head.name})"
+                          for name, t in resolved.tasks.items())
+        console.info(f"[green]ok[/]: {args.task_file} is a valid multi-task file ({tasks}; output: "
+                     f"{resolved.output_dir})")
+        return 0
     console.info(f"[green]ok[/]: {args.task_file} is a valid {resolved.task.name} task "
                  f"(data: {resolved.data.name}, head: {resolved.head.name}, output: {resolved.output_dir})")
     return 0
@@ -261,7 +268,7 @@ def _model_and_input(args: argparse.Namespace, manager: Any, file: Path, *,
     """The run's model (args.run_dir) and ``file`` read as its training data was (or as --format says)."""
     from engine.inference.loading import load_model, read_input
 
-    loaded = load_model(args.run_dir, manager, trust_plugins=args.trust_plugins)
+    loaded = load_model(args.run_dir, manager, trust_plugins=args.trust_plugins, task=args.task)
     return loaded, read_input(loaded, manager, file, labelled=labelled, fmt=args.format)
 
 

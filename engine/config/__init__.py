@@ -1,5 +1,6 @@
 """The task file: the core's sections (``sections``), component sections resolved (``choice``), checks across
-sections (``checks``), reading and resolving a whole file (``resolve``) and its JSON Schema (``schema``)."""
+sections (``checks``), reading and resolving a whole file (``resolve``), the ``tasks`` section of a multi-task file
+(``multitask``) and its JSON Schema (``schema``)."""
 
 from engine.config.checks import monitor_direction
 from engine.config.choice import Choice, ResolvedTask

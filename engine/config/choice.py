@@ -4,6 +4,7 @@ with every problem collected as a ConfigIssue at its JSON path; and the whole ta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field
@@ -70,15 +71,27 @@ class ResolvedTask:
     search: SearchConfig | None = None
     #: The task file as written (with --set applied), before the task's defaults: what a search trial starts from.
     raw_as_written: dict[str, Any] = field(default_factory=dict)
+    #: A multi-task file (``tasks``): each task resolved as a task file of its own, in the file's order (None: one
+    #: task, this one). The sections above are then the first task's and the shared ones (docs/multitask.md).
+    tasks: dict[str, ResolvedTask] | None = None
+    #: Each task's loss weight (a multi-task file).
+    weights: dict[str, float] = field(default_factory=dict)
+    #: ``training.sampler`` as task.json records it (a multi-task file).
+    sampler: Any = None
 
     @property
     def monitor(self) -> str:
         """The value that picks the best model: ``training.monitor``, else the task's own (e.g.
-        'validation.accuracy'). Its direction is ``directions[monitor]`` when the run has a validation split."""
+        'validation.accuracy'; with several tasks, 'validation.combined'). Its direction is ``directions[monitor]``
+        when the run has a validation split."""
+        if self.tasks is not None:
+            return self.training.monitor or "validation.combined"
         return self.training.effective_monitor(self.task_object)
 
     def to_dict(self) -> dict[str, Any]:
         """The task file as run: every default filled in, loadable by ``engine run`` again."""
+        if self.tasks is not None:
+            return self.multitask_dict(self.tasks)
         return {
             "task": self.task.filled,
             "model": self.model.model_dump(),
@@ -97,6 +110,19 @@ class ResolvedTask:
             **({"search": self.search.model_dump(mode="json", by_alias=True, exclude_none=True)}
                if self.search else {}),
         }
+
+    def multitask_dict(self, tasks: dict[str, ResolvedTask]) -> dict[str, Any]:
+        """A multi-task file as run: each task's own sections under ``tasks``, the shared ones once."""
+        one = self.to_dict_of_one()
+        shared = {k: v for k, v in one.items() if k not in ("task", "data", "augment", "head", "metrics")}
+        own = {name: {"task": t.task.filled, "data": t.data.filled, "augment": [c.filled for c in t.augment],
+                      "head": t.head.filled, "metrics": [c.filled for c in t.metrics], "weight": self.weights[name]}
+               for name, t in tasks.items()}
+        return {"tasks": own, **shared, "training": {**one["training"], "sampler": self.sampler}}
+
+    def to_dict_of_one(self) -> dict[str, Any]:
+        """``to_dict`` as if this were a one-task file."""
+        return ResolvedTask.to_dict(dataclasses.replace(self, tasks=None))
 
 
 def pydantic_issues(error: ValidationError, prefix: str, model: type[BaseModel] | None = None) -> list[ConfigIssue]:

@@ -8,6 +8,7 @@ A component section (``task``, ``data``, ``head``, ...) is a name or an object w
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,16 @@ from pydantic import ValidationError
 
 from engine.config.checks import check_monitors
 from engine.config.choice import Choice, ResolvedTask, pydantic_issues, resolve_choice
+from engine.config.multitask import (
+    COMBINED,
+    callback_monitor_issues,
+    in_task,
+    monitor_parts,
+    sampler_dict,
+    sampler_of,
+    task_entries,
+    task_raw,
+)
 from engine.config.sections import LIST_SECTIONS, SearchConfig, TaskFile
 from engine.errors import ConfigError, ConfigIssue
 from engine.registry import Component, Registry
@@ -110,6 +121,8 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
             failure_note: str = "") -> ResolvedTask:
     """Validate a task file (already read and overridden) against the core's sections and the components."""
     base_dir = base_dir or (source.parent if source else Path.cwd())
+    if "tasks" in raw:
+        return resolve_tasks(raw, registry, source, base_dir, failure_note)
     issues: list[ConfigIssue] = []
     task_choice = (resolve_choice(registry, "task", raw.get("task"), "task", issues, note=failure_note)
                    if "task" in raw else None)
@@ -146,6 +159,47 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
         output_dir=output_dir, plugins=shape.plugins, directions=directions, adapter=shape.adapter,
         search=shape.search, raw_as_written=raw,
     )
+
+
+def resolve_tasks(raw: dict[str, Any], registry: Registry, source: Path | None, base_dir: Path,
+                  failure_note: str = "") -> ResolvedTask:
+    """A multi-task file (``tasks``): each task resolved as a task file of the shared sections and its own, its
+    issues at their paths in this file; the run's callbacks and monitor resolved once (docs/multitask.md)."""
+    issues: list[ConfigIssue] = []
+    entries = task_entries(raw, issues)
+    sampler = sampler_of(raw.get("training"), issues)
+    monitored, monitor = monitor_parts((raw.get("training") or {}).get("monitor")
+                                       if isinstance(raw.get("training"), dict) else None, list(entries), issues)
+    tasks: dict[str, ResolvedTask] = {}
+    for name in entries:
+        try:
+            tasks[name] = resolve(task_raw(raw, name, monitor if name == monitored else None), registry, source,
+                                  base_dir, failure_note)
+        except ConfigError as exc:
+            issues.extend(i for i in (in_task(i, name) for i in exc.issues) if i not in issues)
+    callbacks = [resolve_choice(registry, "callback", v, f"callbacks.{i}", issues, note=failure_note,
+                                base_dir=base_dir) for i, v in enumerate(raw.get("callbacks") or [])]
+    if registry.find("callback", "history") and not any(c and c.name == "history" for c in callbacks):
+        callbacks.append(resolve_choice(registry, "callback", "history", "callbacks", issues))
+    found = [c for c in callbacks if c]
+    directions = {COMBINED: "max", **{f"validation.{name}.{metric.split('.', 1)[1]}": way
+                                      for name, t in tasks.items() for metric, way in t.directions.items()}}
+    if not issues:
+        issues.extend(callback_monitor_issues(found, directions))
+        issues.extend(ConfigIssue(f"tasks.{name}.data.streaming", "multi-task runs read whole splits; streaming "
+                                  "is not supported with tasks yet") for name, t in tasks.items()
+                      if getattr(t.data.options, "streaming", False))
+    if issues:
+        raise ConfigError(issues, source)
+    first = next(iter(tasks.values()))
+    training = first.training.model_copy(update={"monitor": raw["training"].get("monitor"),
+                                                 "mode": raw["training"].get("mode", "auto")}
+                                         if isinstance(raw.get("training"), dict) else {})
+    if monitored is not None:
+        directions[training.monitor or COMBINED] = tasks[monitored].directions[str(monitor)]
+    return dataclasses.replace(first, raw=raw, raw_as_written=raw, training=training, callbacks=found,
+                               directions=directions, tasks=tasks, sampler=sampler_dict(sampler),
+                               weights={name: entry.weight for name, entry in entries.items()})
 
 
 def _with_task_defaults(raw: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:

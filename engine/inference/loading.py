@@ -29,6 +29,8 @@ class LoadedModel:
     model: EngineModel
     data: Choice | None
     task_plugin: str  # the plugin that declares the task (its version is part of the features' cache key)
+    #: The task's name in a multi-task model (its head in model/heads/NAME/), None for a one-task model.
+    name: str | None = None
 
 
 def model_dir_of(path: Path) -> Path:
@@ -42,11 +44,52 @@ def model_dir_of(path: Path) -> Path:
     raise RunDirError(f"{path}: no trained model here (expected {path}/model/engine.json; did the run finish?)")
 
 
-def load_model(path: Path, manager: PluginManager, *, trust_plugins: bool = False) -> LoadedModel:
+def load_model(path: Path, manager: PluginManager, *, trust_plugins: bool = False,
+               task: str | None = None) -> LoadedModel:
     """A saved model, its task and head built by the plugins that trained it. Task-file modules are imported from
-    where the run recorded them only with ``trust_plugins`` (the run directory is data; see ``--trust-plugins``)."""
+    where the run recorded them only with ``trust_plugins`` (the run directory is data; see ``--trust-plugins``).
+    ``task``: which task of a multi-task model (required there; refused for a one-task model)."""
     directory = model_dir_of(path)
     meta = read_engine_file(directory)
+    if "tasks" in meta or task is not None:
+        if task not in meta.get("tasks", {}):
+            raise EngineError(task_refusal(directory, task, list(meta.get("tasks", {}))))
+        return load_tasks(path, manager, trust_plugins=trust_plugins)[str(task)]
+    tokenizer, backbone = load_adapted_backbone(directory, meta) if meta.get("adapter") else load_backbone(directory)
+    loaded = build_loaded(directory, meta, manager, trust_plugins, tokenizer, backbone)
+    load_head_weights(loaded.model.head, directory)
+    return loaded
+
+
+def task_refusal(directory: Path, task: str | None, tasks: list[str]) -> str:
+    """Why ``task`` does not name one task of the model in ``directory`` (which has ``tasks``, or one task)."""
+    if not tasks:
+        return f"{directory}: a one-task model; --task (task=) is for multi-task models"
+    given = f"no task {task!r}" if task is not None else "a multi-task model"
+    return f"{directory}: {given}; name one of its tasks: {', '.join(tasks)} (--task NAME, or task=NAME)"
+
+
+def load_tasks(path: Path, manager: PluginManager, *, trust_plugins: bool = False) -> dict[str, LoadedModel]:
+    """Each task of a multi-task model (model/engine.json lists them), all on one encoder object: the tasks'
+    models share it."""
+    directory = model_dir_of(path)
+    top = read_engine_file(directory)
+    tasks = top.get("tasks")
+    if not isinstance(tasks, dict):
+        raise EngineError(task_refusal(directory, None, []))
+    tokenizer, backbone = load_backbone(directory)
+    shared = {k: v for k, v in top.items() if k != "tasks"}
+    loaded = {}
+    for name, folder in tasks.items():
+        meta = {**shared, **read_engine_file(directory / folder)}
+        loaded[name] = build_loaded(directory, meta, manager, trust_plugins, tokenizer, backbone, name=name)
+        load_head_weights(loaded[name].model.head, directory / folder)
+    return loaded
+
+
+def build_loaded(directory: Path, meta: dict[str, Any], manager: PluginManager, trust_plugins: bool, tokenizer: Any,
+                 backbone: Any, name: str | None = None) -> LoadedModel:
+    """A saved task and head (its weights not yet loaded) on ``backbone``, built by the plugins that trained them."""
     plugins = meta.get("plugins", {})
     trained_with = recorded_plugins(directory.parent)
     untrusted = load_recorded_modules(manager, plugins, trained_with, trust_plugins)
@@ -62,13 +105,11 @@ def load_model(path: Path, manager: PluginManager, *, trust_plugins: bool = Fals
             data_choice = None  # an input file can still name its own format
     task = task_choice.build()
     task.load_state_dict(meta.get("task_state", {}))
-    tokenizer, backbone = load_adapted_backbone(directory, meta) if meta.get("adapter") else load_backbone(directory)
     config: Any = backbone.config
     head = head_choice.build(task.head_spec(config.hidden_size))
-    load_head_weights(head, directory)
     model = EngineModel(backbone, head, list(tokenizer.model_input_names))
     model.eval()
-    return LoadedModel(directory, meta, task, tokenizer, model, data_choice, task_choice.component.plugin)
+    return LoadedModel(directory, meta, task, tokenizer, model, data_choice, task_choice.component.plugin, name)
 
 
 def read_input(loaded: LoadedModel, manager: PluginManager, file: Path, *, labelled: bool,
@@ -108,6 +149,8 @@ def task_of_run(run_dir: Path, manager: PluginManager, *, trust_plugins: bool = 
     """The run's task object, built by the plugin that declares it, for its report sections: (task, None), or
     (None, why not). Task-file modules load from where the run recorded them only with ``trust_plugins``."""
     config = read_task_json(run_dir)
+    if "tasks" in config:
+        return None, "A multi-task run: the tasks' own sections are not drawn yet (docs/multitask.md)."
     trained_with = recorded_plugins(run_dir)
     plugins = {name: str(info.get("version")) for name, info in trained_with.items()}
     try:

@@ -51,8 +51,10 @@ def run_metrics(loaded: LoadedModel, registry: Registry) -> list[Choice]:
     """The metrics the run computed: its task.json's ``metrics``, or the task's default ones for a model folder
     without its run directory. A ConfigError (naming task.json) when a metric is not available here."""
     task_json = loaded.directory.parent / "task.json"
-    raw = (json.loads(task_json.read_text())["metrics"] if task_json.is_file()
-           else loaded.task.defaults.get("metrics", []))
+    written = json.loads(task_json.read_text()) if task_json.is_file() else None
+    if written is not None and loaded.name is not None:  # a multi-task run: the task's own section
+        written = written["tasks"][loaded.name]
+    raw = written["metrics"] if written is not None else loaded.task.defaults.get("metrics", [])
     issues: list[ConfigIssue] = []
     choices = [resolve_choice(registry, "metric", m, f"metrics.{i}", issues) for i, m in enumerate(raw)]
     if issues:

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
-from engine.data.features import starts_of
+from engine.data.features import starts_of, take
+from engine.training.sampler import TaskSampler
 
 BUFFER_BATCHES = 50  # global batches in a streaming shuffle buffer (as in one sorted chunk of LengthGroupedBatches)
 
@@ -126,11 +127,112 @@ class StreamBatches(torch.utils.data.IterableDataset):
             yield [buffer[i] for i in indices]
 
 
+#: A task's passes within one epoch of a multi-task run are told apart in its batches' seed (epoch * this + pass).
+PASSES = 1009
+
+
+class TaskBatches:
+    """The batches of a multi-task run: each global batch from one task, the task drawn by a ``TaskSampler`` from
+    the batch's number in the run (``epoch * len(self) + batch``); within a task, its own ``LengthGroupedBatches``
+    in order. An epoch is as many batches as all the tasks have together (docs/multitask.md); a task drawn more
+    often than it has batches starts another pass over its data, shuffled anew. ``start_epoch(epoch, skip)``
+    starts ``skip`` batches in: the draws before it are made again to know where each task is, so a resume is exact.
+    """
+
+    def __init__(self, samplers: dict[str, LengthGroupedBatches], sampler: Any, seed: int) -> None:
+        self.samplers = samplers
+        self.sizes = {name: len(s) for name, s in samplers.items()}
+        self.tasks = TaskSampler(self.sizes, sampler, seed)
+        self.epoch, self.skip = 0, 0
+        self.num_processes = next(iter(samplers.values())).num_processes
+        self.batch_size = next(iter(samplers.values())).batch_size
+        self.batch_rows: dict[int, int] = {}
+        self.cache: dict[tuple[str, int], tuple[list[list[int]], list[int]]] = {}
+
+    def start_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def __len__(self) -> int:
+        return sum(self.sizes.values())
+
+    def schedule(self) -> list[tuple[str, int]]:
+        """This epoch's batches: (task, the number of that task's batch in the epoch), in order."""
+        seen = dict.fromkeys(self.samplers, 0)
+        order = []
+        for batch in range(len(self)):
+            name = self.tasks.task_at(self.epoch * len(self) + batch)
+            order.append((name, seen[name]))
+            seen[name] += 1
+        return order
+
+    def global_batch(self, name: str, number: int) -> tuple[list[int], int]:
+        """Task ``name``'s ``number``-th batch of this epoch (all processes' features) and its rows."""
+        sampler, size = self.samplers[name], self.sizes[name]
+        key = (name, self.epoch * PASSES + number // size)
+        if key not in self.cache:
+            self.cache = {k: v for k, v in self.cache.items() if k[0] != name}  # one pass of each task kept
+            sampler.start_epoch(key[1])
+            batches = sampler.global_batches()
+            starts = sampler.starts
+            self.cache[key] = (batches, [len(b) if starts is None else int(starts[b].sum()) for b in batches])
+        batches, rows = self.cache[key]
+        batch = batches[number % size]
+        if len(batch) < self.num_processes:  # every process needs a share, as LengthGroupedBatches tops up
+            batch = batch + batches[0][: self.num_processes - len(batch)]
+        return batch, rows[number % size]
+
+    def rows_in(self, batch: int) -> int:
+        """As ``LengthGroupedBatches.rows_in``, for a batch already yielded (asked for once, in order)."""
+        return self.batch_rows.pop(batch)
+
+    def __iter__(self) -> Iterator[tuple[str, list[int]]]:
+        rank = self.samplers[next(iter(self.samplers))].rank
+        for number, (name, within) in enumerate(self.schedule()):
+            if number < self.skip:
+                continue
+            batch, self.batch_rows[number] = self.global_batch(name, within)
+            yield name, batch[rank :: self.num_processes]
+
+
+class TaskLoader:
+    """Iterates a ``TaskBatches``: each batch read from its task's features, collated by its task, placed on the
+    device and marked with ``task`` (the name the multi-task model routes it by). Tells Accelerate where the epoch
+    ends, as its own loaders do, so that an epoch's last accumulated batches make a step."""
+
+    def __init__(self, order: TaskBatches, features: dict[str, Any], tasks: dict[str, Any], tokenizer: Any,
+                 device: Any) -> None:
+        self.order, self.features, self.tasks, self.tokenizer, self.device = order, features, tasks, tokenizer, device
+        self.end_of_dataloader, self.remainder = False, -1  # what Accelerate's GradientState reads
+
+    def batch(self, name: str, indices: list[int]) -> dict[str, Any]:
+        batch: dict[str, Any] = {k: v.to(self.device) for k, v in
+                                 self.tasks[name].collate(take(self.features[name], indices), self.tokenizer).items()}
+        batch["task"] = name
+        return batch
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        from accelerate.state import GradientState
+
+        state = GradientState()
+        self.end_of_dataloader = False
+        state._add_dataloader(self)
+        try:
+            items = iter(self.order)
+            current = next(items, None)
+            while current is not None:
+                following = next(items, None)
+                self.end_of_dataloader = following is None
+                yield self.batch(*current)
+                current = following
+        finally:
+            state._remove_dataloader(self)
+
+
 @dataclass
 class Batches:
     """A run's training batches: the sampler that orders and shards them, the loader that collates and places them."""
 
-    sampler: LengthGroupedBatches | StreamBatches
+    sampler: LengthGroupedBatches | StreamBatches | TaskBatches
     loader: Any
     #: Batches in an epoch (None: a stream's length is unknown).
     epoch_size: int | None
@@ -146,6 +248,9 @@ class Batches:
         if isinstance(sampler, StreamBatches):
             return batches * sampler.batch_size * sampler.num_processes
         assert self.epoch_size
+        if isinstance(sampler, TaskBatches):
+            rows = sum(int(s.starts.sum()) for s in sampler.samplers.values())
+            return round(rows * batches / self.epoch_size)
         return round(int(sampler.starts.sum()) * batches / self.epoch_size)
 
 

@@ -34,6 +34,14 @@ from engine.rundir.reading import read_json
 from engine.training.batching import Batches, LengthGroupedBatches, StreamBatches, collate
 from engine.training.checkpointing import restore
 from engine.training.evaluation import Evaluator
+from engine.training.multitask import (
+    TasksEvaluator,
+    TasksWriter,
+    print_tasks_plan,
+    task_batches,
+    task_model,
+    tasks_monitor,
+)
 from engine.training.plan import count_parameters, print_plan
 from engine.training.precision import resolve_precision, training_device
 from engine.training.trackers import flat_config, trackers
@@ -124,6 +132,8 @@ class Run:
     def setup(self) -> Trainer:
         """The parts, in this order: the seeds make it part of the result. A dry run leaves the run directory alone."""
         resolved, training, accelerator = self.resolved, self.training, self.accelerator
+        if resolved.tasks is not None:
+            return self._setup_tasks(resolved.tasks)
         self._setup_process()
         splits = self._setup_data()
         tokenizer, backbone, max_length = self._setup_pretrained()
@@ -164,22 +174,53 @@ class Run:
             self.take_lock()
         set_seed(self.training.seed)
 
-    def _setup_data(self) -> dict[str, Split]:
+    def _setup_tasks(self, tasks: dict[str, ResolvedTask]) -> Trainer:
+        """``setup`` for a multi-task file: each task's data and features, one encoder and a head per task, batches
+        of one task each drawn by the sampler, evaluation per task (docs/multitask.md)."""
+        resolved, accelerator = self.resolved, self.accelerator
+        self._setup_process()
+        tokenizer, backbone, max_length = self._setup_pretrained()
+        splits = {name: self._setup_data(sub) for name, sub in tasks.items()}
+        features = {name: self._setup_features(splits[name], tokenizer, max_length, sub) for name, sub in tasks.items()}
+        model, head_specs = task_model(tasks, backbone, tokenizer, resolved.weights, self.training.seed)
+        freezer = resolved.freeze.build()
+        parts = ModelParts(model, next(iter(head_specs.values())), None, freezer)
+        callbacks = self._setup_callbacks()
+        monitor, mode = tasks_monitor(resolved, splits)
+        batches = task_batches(tasks, features, tokenizer, self.training, accelerator, resolved.sampler)
+        state = self._setup_state(batches, monitor, mode)
+        model_, optimizer, scheduler = self._setup_optimization(parts, state, streaming=False)
+        unwrapped = accelerator.unwrap_model(model_)
+        parameters = count_parameters(model)
+        print_tasks_plan(resolved, accelerator, state, splits, parameters, batches)
+        writer = TasksWriter(resolved, self.manager, main=self.main, tokenizer=tokenizer, max_length=max_length,
+                             head_specs=head_specs, splits=splits, parameters=parameters)
+        if not self.dry_run:
+            self._setup_run_dir(writer, state, callbacks)
+        evaluator = TasksEvaluator(model_, unwrapped, tasks=tasks, tokenizer=tokenizer, splits=splits,
+                                   features=features, accelerator=accelerator, writer=writer,
+                                   batch_size=self.training.eval_batch_size or self.training.batch_size * 2)
+        return Trainer(self.training, accelerator, state, callbacks, model=model_, unwrapped=unwrapped,
+                       optimizer=optimizer, scheduler=scheduler, batches=batches, freezer=freezer,
+                       evaluator=evaluator, writer=writer)
+
+    def _setup_data(self, resolved: ResolvedTask | None = None) -> dict[str, Split]:
         """The splits: read, the label space learnt from train, the other splits checked against it, train augmented.
         The first process of each node reads (and tokenizes, in ``_setup_features``) into the data cache; the others
-        map its files."""
-        resolved, training, accelerator = self.resolved, self.training, self.accelerator
+        map its files. ``resolved``: one task of a multi-task run (default: the run's one task)."""
+        resolved = resolved or self.resolved
+        training, accelerator, task = self.training, self.accelerator, resolved.task_object
         splits = first_on_node(accelerator, lambda: load_splits(resolved))
         train = splits["train"]
         # A stream is fitted on its first rows; what they miss (a label seen later) fails as it is read, with its line.
         fit_rows = getattr(resolved.data.options, "fit_rows", DataOptions.model_fields["fit_rows"].default)
-        self.task.fit(train.head(fit_rows) if train.streaming else train)
+        task.fit(train.head(fit_rows) if train.streaming else train)
         fraction = getattr(resolved.data.options, "validation_split", None)
         if fraction:  # after fit: a label seen only in the held-out rows is still one the task knows
             splits["train"], splits["validation"] = hold_out(train, fraction, training.seed)
         for name, split in splits.items():
             if name != "train":
-                self.task.check(split)
+                task.check(split)
         if resolved.augment:  # the augmented split carries what each augmentation did, for the plan and manifest
             splits["train"] = first_on_node(accelerator, lambda: augment(
                 splits["train"], [a.build() for a in resolved.augment], [a.raw for a in resolved.augment],
@@ -193,14 +234,16 @@ class Run:
         tokenizer, backbone = load_pretrained(model.name, model.revision)
         return tokenizer, backbone, default_max_length(tokenizer, backbone, model.max_length)
 
-    def _setup_features(self, splits: dict[str, Split], tokenizer: Any, max_length: int) -> dict[str, Any]:
+    def _setup_features(self, splits: dict[str, Split], tokenizer: Any, max_length: int,
+                        resolved: ResolvedTask | None = None) -> dict[str, Any]:
         """Every split encoded by the task into features, cached under a key of the task's settings and version."""
-        resolved = self.resolved
+        resolved = resolved or self.resolved
+        task = resolved.task_object
         version = getattr(self.manager.infos.get(resolved.task.component.plugin), "version", None)
         key = feature_key(resolved.task.raw, version)
         num_proc = getattr(resolved.data.options, "num_proc", None)
         return first_on_node(self.accelerator, lambda: {
-            name: encode_split(self.task, split, tokenizer, max_length, key=key, num_proc=num_proc)
+            name: encode_split(task, split, tokenizer, max_length, key=key, num_proc=num_proc)
             for name, split in splits.items()})
 
     def _setup_model(self, backbone: Any, tokenizer: Any) -> ModelParts:
@@ -326,10 +369,12 @@ class Run:
                 "inputs": self.input_files()}
 
     def input_files(self) -> list[Path]:
-        """The files this run reads: its task file and data files."""
-        options = self.resolved.data.options
-        named = options.files().values() if isinstance(options, DataOptions) else ()  # a format's own options model
-        files = [resolve_path(f, self.resolved.base_dir) for f in named]
+        """The files this run reads: its task file and data files (every task's)."""
+        files: list[Path] = []
+        for resolved in (self.resolved.tasks or {"": self.resolved}).values():
+            options = resolved.data.options
+            named = options.files().values() if isinstance(options, DataOptions) else ()  # a format's own model
+            files.extend(resolve_path(f, self.resolved.base_dir) for f in named)
         return [p for p in (self.resolved.source, *files) if p is not None]
 
     def task_json(self) -> dict[str, Any]:

@@ -1,0 +1,232 @@
+"""Several tasks on one encoder (docs/multitask.md): the task file, the sampler, a three-task run (classification,
+tagging with the CRF, regression) trained, evaluated per task, saved with one encoder, reloaded and predicted per
+task and all at once."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+import engine
+from engine.api.tasks import resolve_task
+from engine.errors import ConfigError, EngineError
+from engine.training.batching import LengthGroupedBatches, TaskBatches
+from engine.training.sampler import TaskSampler, task_probabilities
+
+SIZES = {"big": 40, "small": 10, "tiny": 2}
+
+
+# --- the sampler ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sampler", "expected"), [
+    ("proportional", {"big": 40 / 52, "small": 10 / 52, "tiny": 2 / 52}),
+    ("uniform", {"big": 1 / 3, "small": 1 / 3, "tiny": 1 / 3}),
+    ({"name": "temperature", "T": 2}, {k: v ** 0.5 / sum(s ** 0.5 for s in SIZES.values()) for k, v in SIZES.items()}),
+    ({"name": "temperature", "T": 1}, {"big": 40 / 52, "small": 10 / 52, "tiny": 2 / 52}),
+])
+def test_sampler_proportions_follow_the_formula(sampler, expected):
+    assert task_probabilities(SIZES, sampler) == pytest.approx(expected)
+    draws = 30_000
+    counts = Counter(TaskSampler(SIZES, sampler, seed=7).task_at(n) for n in range(draws))
+    for name, p in expected.items():
+        assert counts[name] / draws == pytest.approx(p, abs=0.012), name
+
+
+def test_the_draw_depends_on_the_seed_and_the_step_alone():
+    a, b = TaskSampler(SIZES, "uniform", seed=5), TaskSampler(SIZES, "uniform", seed=5)
+    steps = [9_999, 3, 0, 17, 3]  # in any order, any number of times
+    assert [a.task_at(n) for n in steps] == [b.task_at(n) for n in steps] == [a.task_at(n) for n in steps]
+    other = TaskSampler(SIZES, "uniform", seed=6)
+    assert [a.task_at(n) for n in range(200)] != [other.task_at(n) for n in range(200)]
+
+
+def task_batches(rank: int = 0, processes: int = 1, seed: int = 3) -> TaskBatches:
+    samplers = {name: LengthGroupedBatches(list(range(1, 8 * size + 1)), 4, seed, num_processes=processes, rank=rank)
+                for name, size in {"a": 6, "b": 3, "c": 1}.items()}
+    return TaskBatches(samplers, {"name": "temperature", "T": 2}, seed)
+
+
+def test_every_process_draws_the_same_tasks_and_takes_its_share_of_the_same_batches():
+    one = list(task_batches())
+    ranks = [list(task_batches(rank, 2)) for rank in range(2)]
+    assert [name for name, _ in ranks[0]] == [name for name, _ in ranks[1]]
+    for (name0, share0), (name1, share1) in zip(*ranks):
+        assert name0 == name1 and not set(share0) & set(share1)
+    assert len(one) == len(task_batches()) == 6 * 8 // 4 + 3 * 8 // 4 + 8 // 4  # an epoch: every task's batches
+
+
+def test_a_resumed_epoch_continues_the_same_sequence():
+    batches = task_batches()
+    batches.start_epoch(1)
+    whole = list(batches)
+    resumed = task_batches()
+    resumed.start_epoch(1, skip=7)
+    assert list(resumed) == whole[7:]
+    batches.start_epoch(2)
+    assert list(batches) != whole  # another epoch, another order
+
+
+# --- the task file -------------------------------------------------------------------------------------------------
+
+
+def write_files(folder: Path) -> None:
+    (folder / "a.tsv").write_text("text\tlabel\nthe film\tgood\na film\tbad\n", encoding="utf-8")
+    (folder / "s.tsv").write_text("text\tscore\nthe film\t1.5\na film\t0.5\n", encoding="utf-8")
+
+
+def resolved_of(folder: Path, task: dict):
+    path = folder / "task.json"
+    path.write_text(json.dumps(task), encoding="utf-8")
+    return resolve_task(path)[0]
+
+
+TWO = {"tasks": {"sentiment": {"task": "classification", "data": {"train": "a.tsv", "validation": "a.tsv"}},
+                 "score": {"task": "regression", "data": {"train": "s.tsv", "validation": "s.tsv", "label": "score"},
+                           "weight": 0.5}}}
+
+
+def test_a_multi_task_file_resolves_each_task_and_records_the_shared_sections_once(tmp_path):
+    write_files(tmp_path)
+    resolved = resolved_of(tmp_path, {**TWO, "training": {"sampler": {"name": "temperature", "T": 3}}})
+    assert list(resolved.tasks) == ["sentiment", "score"] and resolved.weights == {"sentiment": 1.0, "score": 0.5}
+    assert resolved.monitor == "validation.combined" and resolved.directions["validation.combined"] == "max"
+    written = resolved.to_dict()
+    assert set(written["tasks"]["score"]) == {"task", "data", "augment", "head", "metrics", "weight"}
+    assert written["training"]["sampler"] == {"name": "temperature", "T": 3.0}
+    assert "task" not in written and "data" not in written
+    again = resolved_of(tmp_path, written)  # task.json runs again as it is
+    assert again.to_dict() == written
+
+
+def test_a_task_metric_may_be_the_monitor_with_its_own_direction(tmp_path):
+    write_files(tmp_path)
+    task = {**TWO, "training": {"monitor": "validation.score.mse"},
+            "callbacks": [{"name": "early_stopping", "monitor": "validation.sentiment.accuracy"}]}
+    resolved = resolved_of(tmp_path, task)
+    assert resolved.monitor == "validation.score.mse"
+    assert resolved.directions["validation.score.mse"] == "min"
+    assert resolved.directions["validation.sentiment.accuracy"] == "max"
+
+
+def test_config_errors_name_their_paths_in_the_multi_task_file(tmp_path):
+    write_files(tmp_path)
+    bad = {"tasks": {"sentiment": {"task": "classification", "data": {"train": "a.tsv", "txet": "x"}},
+                     "score": {"task": "regresion", "data": {"train": "s.tsv"}, "weight": 0},
+                     "two.parts": {"task": "classification", "data": {"train": "a.tsv"}}},
+           "head": "linear", "training": {"sampler": {"name": "temperature", "T": -1}, "epochs": 0,
+                                          "monitor": "validation.nope.accuracy"}}
+    with pytest.raises(ConfigError) as caught:
+        resolved_of(tmp_path, bad)
+    paths = [issue.path for issue in caught.value.issues]
+    for expected in ["head", "tasks.two.parts", "tasks.score.weight", "training.sampler.T", "training.monitor"]:
+        assert expected in paths, caught.value
+    del bad["tasks"]["score"]["weight"], bad["tasks"]["two.parts"], bad["head"], bad["training"]["sampler"]
+    del bad["training"]["monitor"]
+    with pytest.raises(ConfigError) as caught:
+        resolved_of(tmp_path, bad)
+    paths = [issue.path for issue in caught.value.issues]
+    assert "tasks.sentiment.data.txet" in paths and "tasks.score.task.name" in paths, caught.value
+    assert paths.count("training.epochs") == 1  # a shared section's problem, once
+
+
+def test_a_one_task_file_resolves_as_before(tmp_path):
+    write_files(tmp_path)
+    resolved = resolved_of(tmp_path, {"task": "classification", "data": {"train": "a.tsv"}})
+    assert resolved.tasks is None and resolved.monitor == "validation.accuracy"
+    written = resolved.to_dict()
+    assert "tasks" not in written and "sampler" not in written["training"]
+
+
+# --- a three-task run ----------------------------------------------------------------------------------------------
+
+TEXTS = ["john was good", "the film was a good paris", "mary", "a good film paul berlin"]
+
+
+def test_the_run_evaluates_every_task_and_saves_one_encoder(three_task_run):
+    run_dir = three_task_run.run_dir
+    metrics = json.loads((run_dir / "metrics.json").read_text())["validation"]
+    for key in ["sentiment.accuracy", "entities.entity_f1", "score.pearson", "combined"]:
+        assert key in metrics
+    evaluated = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()
+                 if '"evaluate"' in line]
+    assert evaluated and "validation.sentiment.accuracy" in evaluated[-1] and "validation.combined" in evaluated[-1]
+    model = run_dir / "model"
+    assert sorted(p.name for p in (model / "heads").iterdir()) == ["entities", "score", "sentiment"]
+    assert (model / "model.safetensors").is_file() and not (model / "head.safetensors").exists()
+    listed = json.loads((model / "engine.json").read_text())
+    assert list(listed["tasks"]) == ["sentiment", "entities", "score"]
+    assert json.loads((model / "heads/entities/engine.json").read_text())["head"]["name"] == "crf"
+    for name in ("sentiment", "entities", "score"):
+        assert (run_dir / "predictions" / name / "validation.jsonl").is_file()
+    assert (run_dir / "report/index.html").is_file()  # without the tasks' own sections
+    task_json = json.loads((run_dir / "task.json").read_text())
+    assert task_json["tasks"]["score"]["weight"] == 0.5 and task_json["training"]["sampler"] == "proportional"
+
+
+def test_reloaded_tasks_share_one_encoder_and_one_pass_equals_each_task(three_task_run):
+    predictor = engine.load(three_task_run.run_dir)
+    assert predictor.tasks is not None
+    encoders = {id(loaded.model.backbone) for loaded in predictor.tasks.values()}
+    assert len(encoders) == 1
+    each = {name: predictor.predict(TEXTS, task=name) for name in predictor.tasks}
+    together = predictor.predict(TEXTS)
+    assert len(together) == len(TEXTS)
+    for i in range(len(TEXTS)):
+        for name in each:
+            assert_close(together[i][name], each[name][i])
+    assert set(predictor.predict("john was good")) == {"sentiment", "entities", "score"}
+
+
+def assert_close(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_close(a[key], b[key])
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_close(x, y)
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, abs=1e-5)
+    else:
+        assert a == b
+
+
+def test_one_task_is_named_to_predict_it(three_task_run, run_engine):
+    predictor = engine.load(three_task_run.run_dir)
+    with pytest.raises(EngineError, match="sentiment, entities, score"):
+        predictor.predict(TEXTS, task="nope")
+    inputs = three_task_run.folder / "inputs.tsv"
+    inputs.write_text("text\n" + "".join(f"{t}\n" for t in TEXTS), encoding="utf-8")
+    result = run_engine("predict", three_task_run.run_dir, "--input", inputs, "--task", "score")
+    assert result.exit_code == 0, result.stderr
+    values = [json.loads(line)["value"] for line in result.stdout.splitlines()]
+    assert values == pytest.approx([r["value"] for r in predictor.predict(TEXTS, task="score")], abs=1e-5)
+    refused = run_engine("predict", three_task_run.run_dir, "--input", inputs)
+    assert refused.exit_code != 0 and "--task NAME" in refused.stderr
+
+
+def test_the_saved_weights_are_the_trained_best(three_task_run):
+    from safetensors.torch import load_file
+
+    best = load_file(str(three_task_run.run_dir / "checkpoints/best.safetensors"))
+    saved = load_file(str(three_task_run.run_dir / "model/model.safetensors"))
+    for key, value in saved.items():
+        assert torch.equal(best[f"backbone.{key}"], value)
+    head = load_file(str(three_task_run.run_dir / "model/heads/score/head.safetensors"))
+    for key, value in head.items():
+        assert torch.equal(best[f"head.score.{key}"], value)
+
+
+def test_engine_validate_names_every_task(tmp_path, run_engine):
+    write_files(tmp_path)
+    path = tmp_path / "task.json"
+    path.write_text(json.dumps(TWO), encoding="utf-8")
+    result = run_engine("validate", path)
+    assert result.exit_code == 0, result.stderr
+    assert "multi-task file (sentiment: classification" in result.stderr and "score: regression" in result.stderr
