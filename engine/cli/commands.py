@@ -121,6 +121,7 @@ def _serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]
                    help="refuse a request (429) when the queue ahead of it holds more than this much work")
     p.add_argument("--quantize", choices=["int8"],
                    help="CPU serving: the encoder's linear layers in int8, as engine predict --quantize int8")
+    p.add_argument("--task", metavar="NAME", help="a multi-task model's task to serve (docs/multitask.md)")
     p.add_argument("--trust-plugins", action="store_true",
                    help="import the plugin modules the run's task file named, from where the run recorded them "
                         "(a run directory is data: without this flag engine runs no code it points to)")
@@ -315,17 +316,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise EngineError(f"engine serve needs FastAPI and uvicorn ({exc.name} is not installed): "
                           "pip install 'engine[serve]'") from None
-    from engine.inference.loading import model_dir_of
+    from engine.inference.loading import model_dir_of, task_refusal
+    from engine.model.saved import read_engine_file
     from engine.serve.server import serve
     from engine.serve.settings import ServeSettings
 
-    model_dir_of(args.run_dir)  # a folder without a model fails here, before a server starts
+    model_dir = model_dir_of(args.run_dir)  # a folder without a model fails here, before a server starts
+    tasks = list(read_engine_file(model_dir).get("tasks") or [])
+    if (args.task is None) != (not tasks) or (args.task is not None and args.task not in tasks):
+        raise EngineError(task_refusal(model_dir, args.task, tasks))
     settings = ServeSettings(
         run_dir=args.run_dir, host=args.host, port=args.port, workers=args.workers,
         max_batch_tokens=args.max_batch_tokens, max_batch_requests=args.max_batch_requests,
         max_wait_ms=args.max_wait_ms, max_client_batch=args.max_client_batch, max_payload=args.max_payload,
         max_concurrent_requests=args.max_concurrent_requests, max_queue_ms=args.max_queue_ms,
-        quantize=args.quantize, trust_plugins=args.trust_plugins, plugins=args.plugins,
+        quantize=args.quantize, task=args.task, trust_plugins=args.trust_plugins, plugins=args.plugins,
         block_plugins=args.block_plugins,
     )
     problems = settings.problems()

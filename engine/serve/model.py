@@ -52,12 +52,19 @@ class ModelService:
     """``engine.load``'s Predictor behind the batcher."""
 
     def __init__(self, predictor: Any, settings: ServeSettings, metrics: Metrics) -> None:
-        loaded = predictor.loaded
+        # A multi-task model serves the task named (its head on the shared encoder); `engine serve` checked it.
+        name = settings.task if predictor.tasks else None
+        if predictor.tasks and name not in predictor.tasks:
+            from engine.inference.loading import task_refusal
+
+            raise EngineError(task_refusal(settings.run_dir, name, list(predictor.tasks)))
+        loaded = predictor.tasks[name] if name else predictor.loaded
+        placed = predictor.placed_tasks[name] if name else predictor.placed
         if not encodes_in_batches(loaded.task):
             raise EngineError(f"engine serve needs a task with encode_batch; {type(loaded.task).__name__} has only "
                               "engine 0.1's encode(split, ...). Update its plugin, or use engine predict")
         self.predictor, self.loaded, self.task, self.tokenizer = predictor, loaded, loaded.task, loaded.tokenizer
-        self.model, self.device = predictor.placed.model, predictor.placed.accelerator.device
+        self.model, self.device = placed.model, placed.accelerator.device
         self.max_length: int = loaded.meta["max_length"]
         self.columns = Columns.of(loaded)
         self.word_level = bool(getattr(self.task, "labels_per_word", False))

@@ -29,6 +29,8 @@ class ServeSettings:
     #: A request is refused (429) when the work queued ahead of it would take longer than this to compute.
     max_queue_ms: float = 1000.0
     quantize: str | None = None
+    #: The task served, of a multi-task model (None for a one-task model).
+    task: str | None = None
     trust_plugins: bool = False
     plugins: str | None = None
     block_plugins: str = ""
