@@ -100,6 +100,6 @@ def test_several_workers_share_the_port_and_stop_together_on_sigterm(classificat
                     time.sleep(0.2)
         assert all(answer == answers[0] for answer in answers)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0, log.read_text()
+        assert process.wait(180) == 0, log.read_text()
     finally:
         stop(process)
