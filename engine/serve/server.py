@@ -13,6 +13,8 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+from collections.abc import Callable, Sequence
+from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -100,7 +102,8 @@ def run_server(settings: ServeSettings, sockets: list[socket.socket] | None = No
 
 def run_workers(settings: ServeSettings) -> int:
     """``settings.workers`` processes, each with its own model and batcher, accepting on one socket; SIGTERM is
-    passed on to each (each drains), and the exit code is 0 when every one exited 0. One that dies stops all."""
+    passed on to each (each drains), and the exit code is 0 when every one stopped cleanly. One that dies stops
+    all."""
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.port))
@@ -114,28 +117,46 @@ def run_workers(settings: ServeSettings) -> int:
                for n in range(settings.workers)]
     for worker in workers:
         worker.start()
-    stopping = False
+    asked = False  # a SIGTERM or SIGINT came
 
-    def forward(sig: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+    def stop_all() -> None:
         for worker in workers:
             if worker.is_alive() and worker.pid is not None:
                 os.kill(worker.pid, signal.SIGTERM)
 
+    def forward(sig: int, frame: FrameType | None) -> None:
+        nonlocal asked
+        asked = True
+        stop_all()
+
+    def died(worker: BaseProcess) -> None:
+        if not asked:
+            console.error(f"engine serve: {worker.name} exited with {worker.exitcode}; stopping the others")
+            stop_all()
+
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while any(worker.is_alive() for worker in workers):
-            multiprocessing.connection.wait([worker.sentinel for worker in workers if worker.is_alive()])
-            dead = [worker for worker in workers if not worker.is_alive() and worker.exitcode != 0]
-            if dead and not stopping:
-                console.error(f"engine serve: {dead[0].name} exited with {dead[0].exitcode}; stopping the others")
-                forward(signal.SIGTERM, None)
+        wait_for(workers, died)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
-    return 0 if all(worker.exitcode == 0 for worker in workers) else 1
+    # A worker the SIGTERM found still starting (before it could drain) ends with -SIGTERM: stopped, as asked.
+    clean = (0, -signal.SIGTERM) if asked else (0,)
+    return 0 if all(worker.exitcode in clean for worker in workers) else 1
+
+
+def wait_for(workers: Sequence[BaseProcess], died: Callable[[BaseProcess], None]) -> None:
+    """Until every worker has exited; ``died`` is told of the first to exit non-zero."""
+    told = False
+    # The living are listed once per round: asked twice, the last one could die in between, leaving nothing to
+    # wait on (and wait([]) waits forever). A dead one's sentinel is ready, so the next round sees it.
+    while alive := [worker for worker in workers if worker.is_alive()]:
+        multiprocessing.connection.wait([worker.sentinel for worker in alive])
+        dead = [worker for worker in workers if not worker.is_alive() and worker.exitcode != 0]
+        if dead and not told:
+            told = True
+            died(dead[0])
 
 
 def _worker(settings: ServeSettings, sock: socket.socket) -> None:

@@ -103,3 +103,14 @@ def test_several_workers_share_the_port_and_stop_together_on_sigterm(classificat
         assert process.wait(180) == 0, log.read_text()
     finally:
         stop(process)
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_workers_still_start_stops_them_and_exits_0(classification_run, tmp_path):
+    log = tmp_path / "serve.log"
+    process, _ = start(classification_run.run_dir, log, "--workers", "2")
+    try:
+        process.send_signal(signal.SIGTERM)  # the workers are still importing, or loading the model
+        assert process.wait(60) == 0, log.read_text()
+    finally:
+        stop(process)
