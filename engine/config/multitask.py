@@ -65,8 +65,6 @@ def task_entries(raw: dict[str, Any], issues: list[ConfigIssue]) -> dict[str, Ta
         if key in raw:
             issues.append(ConfigIssue(key, f"with 'tasks', each task has its own {key!r}: move it into "
                                       f"tasks.NAME.{key}"))
-    if raw.get("adapter") is not None:
-        issues.append(ConfigIssue("adapter", "adapters are not supported with tasks yet: fine-tune the encoder"))
     if "search" in raw:
         issues.append(ConfigIssue("search", "engine tune does not search multi-task files yet"))
     entries = {}

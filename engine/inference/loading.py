@@ -77,7 +77,7 @@ def load_tasks(path: Path, manager: PluginManager, *, trust_plugins: bool = Fals
     tasks = top.get("tasks")
     if not isinstance(tasks, dict):
         raise EngineError(task_refusal(directory, None, []))
-    tokenizer, backbone = load_backbone(directory)
+    tokenizer, backbone = load_adapted_backbone(directory, top) if top.get("adapter") else load_backbone(directory)
     shared = {k: v for k, v in top.items() if k != "tasks"}
     loaded = {}
     for name, folder in tasks.items():

@@ -33,6 +33,12 @@ class MultiTaskModel(EngineModel):
     def tasks(self) -> list[str]:
         return list(self._views)
 
+    def replace_backbone(self, backbone: nn.Module) -> None:
+        """The encoder replaced, for every task (an adapter merged into it)."""
+        self.backbone = backbone
+        for view in self._views.values():
+            view.backbone = backbone
+
     def view(self, name: str) -> EngineModel:
         """Task ``name``'s model: this encoder and that head (the same objects)."""
         view = self._views[name]
@@ -67,6 +73,15 @@ def save_tasks_model(directory: Path, model: MultiTaskModel, tokenizer: Any, tas
     save_file({k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()},
               str(directory / "model.safetensors"), metadata={"format": "pt"})
     config.save_pretrained(directory)
+    write_task_heads(directory, model, tokenizer, tasks, extra)
+
+
+def write_task_heads(directory: Path, model: MultiTaskModel, tokenizer: Any, tasks: dict[str, dict[str, Any]],
+                     extra: dict[str, Any]) -> None:
+    """What a multi-task folder holds besides its encoder (model/) or its adapter (adapter/): the tokenizer, each
+    task's head in heads/NAME/ with its engine.json, and engine.json at the top, which lists the tasks."""
+    from safetensors.torch import save_file
+
     tokenizer.save_pretrained(directory)
     for name, meta in tasks.items():
         folder = directory / HEADS_DIR / name

@@ -21,12 +21,13 @@ from engine.errors import ConfigError, ConfigIssue, EngineError
 from engine.head import HeadSpec
 from engine.inference.loop import infer
 from engine.inference.scores import Scores, compute_metrics
+from engine.model.adapters import ADAPTER_DIR, Adapter, adapter_meta
 from engine.model.encoder import EngineModel
-from engine.model.multitask import MultiTaskModel, save_tasks_model
+from engine.model.multitask import MultiTaskModel, save_tasks_model, write_task_heads
 from engine.plugins.manager import PluginManager
 from engine.training.batching import Batches, LengthGroupedBatches, TaskBatches, TaskLoader
 from engine.training.evaluation import Evaluator, save_weights
-from engine.training.plan import count
+from engine.training.plan import count, describe_adapter
 from engine.training.writer import RunWriter
 
 #: How the plan and docs/multitask.md define an epoch of a multi-task run.
@@ -73,7 +74,8 @@ def task_batches(tasks: dict[str, ResolvedTask], features: dict[str, dict[str, A
 
 
 def print_tasks_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerState,
-                     splits: dict[str, dict[str, Split]], parameters: dict[str, int], batches: Batches) -> None:
+                     splits: dict[str, dict[str, Split]], parameters: dict[str, int], batches: Batches,
+                     adapter: Adapter | None) -> None:
     """The plan of a multi-task run: each task's data, batches, chance of a batch and loss weight; the epoch."""
     assert isinstance(batches.sampler, TaskBatches) and resolved.tasks is not None
     order, training = batches.sampler, resolved.training
@@ -86,7 +88,7 @@ def print_tasks_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerSta
     console.info(
         "Plan\n"
         f"  model     {resolved.model.name}: {count(total)} parameters, {count(trainable)} trainable "
-        f"({trainable / max(total, 1):.1%}); one encoder, {len(resolved.tasks)} heads\n"
+        f"({trainable / max(total, 1):.1%}); one encoder, {len(resolved.tasks)} heads{describe_adapter(adapter)}\n"
         + "".join(lines)
         + f"  sampler   {resolved.sampler}; {EPOCH} ({len(order):,})\n"
         f"  training  {state.max_steps:,} steps ({state.steps_per_epoch:,} per epoch, {state.epochs} epoch(s)), "
@@ -95,15 +97,16 @@ def print_tasks_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerSta
 
 
 class TasksWriter(RunWriter):
-    """``RunWriter`` for a multi-task run: model/ holds one encoder and heads/NAME/ per task; predictions go to
-    predictions/NAME/SPLIT.jsonl; no model card yet, and a run report without the tasks' own sections."""
+    """``RunWriter`` for a multi-task run: model/ holds one encoder and heads/NAME/ per task (and adapter/, with an
+    adapter, the adapter and the same heads); predictions go to predictions/NAME/SPLIT.jsonl; no model card yet,
+    and a run report without the tasks' own sections."""
 
     def __init__(self, resolved: ResolvedTask, manager: PluginManager, *, main: bool, tokenizer: Any,
-                 max_length: int, head_specs: dict[str, HeadSpec], splits: dict[str, dict[str, Split]],
-                 parameters: dict[str, int]) -> None:
+                 max_length: int, head_specs: dict[str, HeadSpec], adapter: Adapter | None,
+                 splits: dict[str, dict[str, Split]], parameters: dict[str, int]) -> None:
         first = next(iter(splits))
         super().__init__(resolved, manager, main=main, tokenizer=tokenizer, max_length=max_length,
-                         head_spec=head_specs[first], adapter=None, splits=splits[first], parameters=parameters)
+                         head_spec=head_specs[first], adapter=adapter, splits=splits[first], parameters=parameters)
         self.tasks = resolved.tasks or {}
         self.data_files = {f"{name}.{split}": Path(s.source) for name, task_splits in splits.items()
                            for split, s in task_splits.items()}
@@ -141,9 +144,26 @@ class TasksWriter(RunWriter):
                            "plugins": plugins, "data": {"format": sub.data.name, "options": sub.data.raw},
                            "weight": self.resolved.weights[name]}
         plugins = {k: v for meta in metas.values() for k, v in meta["plugins"].items()}
-        save_tasks_model(tmp, model, self.tokenizer, metas, {"max_length": self.max_length, "plugins": plugins})
+        extra: dict[str, Any] = {"max_length": self.max_length, "plugins": plugins}
+        if self.adapter is not None:
+            extra["merged_adapter"] = self.tasks_adapter_dir(model, self.adapter, metas, extra)
+        save_tasks_model(tmp, model, self.tokenizer, metas, extra)
         replace_dir(tmp, self.run_dir / "model")
         return False
+
+    def tasks_adapter_dir(self, model: MultiTaskModel, adapter: Adapter, metas: dict[str, dict[str, Any]],
+                          extra: dict[str, Any]) -> dict[str, Any]:
+        """RUN_DIR/adapter/ (the adapter, the tokenizer and every task's head), then the adapter merged into the
+        shared encoder; returns what describes it."""
+        resolved, tmp = self.resolved, self.run_dir / f"{ADAPTER_DIR}.tmp"
+        described = adapter_meta(resolved.model.name, resolved.model.revision, adapter)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        adapter.save(tmp)
+        write_task_heads(tmp, model, self.tokenizer, metas, {**extra, "adapter": described})
+        replace_dir(tmp, self.run_dir / ADAPTER_DIR)
+        model.replace_backbone(adapter.merge())
+        return described
 
 
 class TasksEvaluator(Evaluator):

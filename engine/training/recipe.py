@@ -183,8 +183,7 @@ class Run:
         splits = {name: self._setup_data(sub) for name, sub in tasks.items()}
         features = {name: self._setup_features(splits[name], tokenizer, max_length, sub) for name, sub in tasks.items()}
         model, head_specs = task_model(tasks, backbone, tokenizer, resolved.weights, self.training.seed)
-        freezer = resolved.freeze.build()
-        parts = ModelParts(model, next(iter(head_specs.values())), None, freezer)
+        parts = self._with_adapter(model, next(iter(head_specs.values())))
         callbacks = self._setup_callbacks()
         monitor, mode = tasks_monitor(resolved, splits)
         batches = task_batches(tasks, features, tokenizer, self.training, accelerator, resolved.sampler)
@@ -192,16 +191,16 @@ class Run:
         model_, optimizer, scheduler = self._setup_optimization(parts, state, streaming=False)
         unwrapped = accelerator.unwrap_model(model_)
         parameters = count_parameters(model)
-        print_tasks_plan(resolved, accelerator, state, splits, parameters, batches)
+        print_tasks_plan(resolved, accelerator, state, splits, parameters, batches, parts.adapter)
         writer = TasksWriter(resolved, self.manager, main=self.main, tokenizer=tokenizer, max_length=max_length,
-                             head_specs=head_specs, splits=splits, parameters=parameters)
+                             head_specs=head_specs, adapter=parts.adapter, splits=splits, parameters=parameters)
         if not self.dry_run:
             self._setup_run_dir(writer, state, callbacks)
         evaluator = TasksEvaluator(model_, unwrapped, tasks=tasks, tokenizer=tokenizer, splits=splits,
                                    features=features, accelerator=accelerator, writer=writer,
                                    batch_size=self.training.eval_batch_size or self.training.batch_size * 2)
         return Trainer(self.training, accelerator, state, callbacks, model=model_, unwrapped=unwrapped,
-                       optimizer=optimizer, scheduler=scheduler, batches=batches, freezer=freezer,
+                       optimizer=optimizer, scheduler=scheduler, batches=batches, freezer=parts.freezer,
                        evaluator=evaluator, writer=writer)
 
     def _setup_data(self, resolved: ResolvedTask | None = None) -> dict[str, Split]:
@@ -251,12 +250,16 @@ class Run:
         steps drew), an adapter if the task file has one, and the freezing strategy."""
         from accelerate.utils import set_seed
 
-        resolved = self.resolved
         set_seed(self.training.seed)
         head_spec = self.task.head_spec(backbone.config.hidden_size)
-        head = resolved.head.build(head_spec)
-        adapter = Adapter(resolved.adapter, backbone) if resolved.adapter else None
-        model = EngineModel(backbone, head, list(tokenizer.model_input_names))
+        head = self.resolved.head.build(head_spec)
+        return self._with_adapter(EngineModel(backbone, head, list(tokenizer.model_input_names)), head_spec)
+
+    def _with_adapter(self, model: EngineModel, head_spec: HeadSpec) -> ModelParts:
+        """The model's parts: an adapter injected into its encoder if the task file has one (shared by every task
+        of a multi-task run), and the freezing strategy, followed by the adapter's rule."""
+        resolved = self.resolved
+        adapter = Adapter(resolved.adapter, model.backbone) if resolved.adapter else None
         freezer = resolved.freeze.build()
         if adapter is not None:
             freezer = FreezeWithAdapter(freezer, adapter)
