@@ -118,8 +118,9 @@ def _merge(defaults: Any, user: Any) -> Any:
 
 
 def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None, base_dir: Path | None = None,
-            failure_note: str = "") -> ResolvedTask:
-    """Validate a task file (already read and overridden) against the core's sections and the components."""
+            failure_note: str = "", *, one_of_tasks: bool = False) -> ResolvedTask:
+    """Validate a task file (already read and overridden) against the core's sections and the components.
+    ``one_of_tasks``: a task of a multi-task file (a stream of it is counted, so the run needs no max_steps)."""
     base_dir = base_dir or (source.parent if source else Path.cwd())
     if "tasks" in raw:
         return resolve_tasks(raw, registry, source, base_dir, failure_note)
@@ -140,7 +141,7 @@ def resolve(raw: dict[str, Any], registry: Registry, source: Path | None = None,
     if shape is not None and task_object is not None and not issues:
         directions = check_monitors(shape.training, found.callbacks, found.metrics, task_object, found.data, issues)
     streaming = found.data is not None and getattr(found.data.options, "streaming", False)
-    if streaming and shape and not shape.training.max_steps:
+    if streaming and shape and not shape.training.max_steps and not one_of_tasks:
         issues.append(ConfigIssue("training.max_steps", "missing: a streamed training split (data.streaming) has no "
                                   "known length, so the run needs a number of steps"))
     if shape is not None and shape.search is not None and not issues:
@@ -174,7 +175,7 @@ def resolve_tasks(raw: dict[str, Any], registry: Registry, source: Path | None, 
     for name in entries:
         try:
             tasks[name] = resolve(task_raw(raw, name, monitor if name == monitored else None), registry, source,
-                                  base_dir, failure_note)
+                                  base_dir, failure_note, one_of_tasks=True)
         except ConfigError as exc:
             issues.extend(i for i in (in_task(i, name) for i in exc.issues) if i not in issues)
     callbacks = [resolve_choice(registry, "callback", v, f"callbacks.{i}", issues, note=failure_note,
@@ -186,9 +187,6 @@ def resolve_tasks(raw: dict[str, Any], registry: Registry, source: Path | None, 
                                       for name, t in tasks.items() for metric, way in t.directions.items()}}
     if not issues:
         issues.extend(callback_monitor_issues(found, directions))
-        issues.extend(ConfigIssue(f"tasks.{name}.data.streaming", "multi-task runs read whole splits; streaming "
-                                  "is not supported with tasks yet") for name, t in tasks.items()
-                      if getattr(t.data.options, "streaming", False))
     if issues:
         raise ConfigError(issues, source)
     first = next(iter(tasks.values()))

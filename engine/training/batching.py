@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Sampler
 
 from engine.data.features import starts_of, take
+from engine.errors import EngineError
 from engine.training.sampler import TaskSampler
 
 BUFFER_BATCHES = 50  # global batches in a streaming shuffle buffer (as in one sorted chunk of LengthGroupedBatches)
@@ -101,6 +102,19 @@ class StreamBatches(torch.utils.data.IterableDataset):
         """As ``LengthGroupedBatches.rows_in``, for a batch already read (asked for once, in order)."""
         return self.batch_rows.pop(batch)
 
+    def count(self) -> tuple[int, int]:
+        """The global batches of one pass over the stream and the rows in it, by reading it once (its features'
+        rows and lengths only): each full buffer makes ``BUFFER_BATCHES`` batches, the last one what it holds."""
+        features = rows = 0
+        previous = None
+        for feature in self.features:
+            features += 1
+            rows += feature["row"] != previous
+            previous = feature["row"]
+        per_batch = self.batch_size * self.num_processes
+        full, rest = divmod(features, per_batch * BUFFER_BATCHES)
+        return full * BUFFER_BATCHES + math.ceil(rest / per_batch), rows
+
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
         size = self.batch_size * self.num_processes * BUFFER_BATCHES
         done, last_row = 0, None
@@ -131,17 +145,38 @@ class StreamBatches(torch.utils.data.IterableDataset):
 PASSES = 1009
 
 
+@dataclass
+class _Reading:
+    """Where a streamed task's reader is: which pass (its seed), the next batch in it, the batches to come."""
+
+    key: int
+    next: int
+    batches: Iterator[list[dict[str, Any]]]
+
+
 class TaskBatches:
     """The batches of a multi-task run: each global batch from one task, the task drawn by a ``TaskSampler`` from
     the batch's number in the run (``epoch * len(self) + batch``); within a task, its own ``LengthGroupedBatches``
     in order. An epoch is as many batches as all the tasks have together (docs/multitask.md); a task drawn more
     often than it has batches starts another pass over its data, shuffled anew. ``start_epoch(epoch, skip)``
     starts ``skip`` batches in: the draws before it are made again to know where each task is, so a resume is exact.
+
+    A streamed task (``StreamBatches``) is read once first to count its batches; its batches are then read in
+    order as they are drawn, each pass of it a new read (a resume reads past the batches done, as a one-task
+    stream does). It yields this process's features, where a split's task yields their indices.
     """
 
-    def __init__(self, samplers: dict[str, LengthGroupedBatches], sampler: Any, seed: int) -> None:
+    def __init__(self, samplers: dict[str, LengthGroupedBatches | StreamBatches], sampler: Any, seed: int) -> None:
         self.samplers = samplers
-        self.sizes = {name: len(s) for name, s in samplers.items()}
+        self.streams: dict[str, StreamBatches] = {n: s for n, s in samplers.items() if isinstance(s, StreamBatches)}
+        counted = {name: stream.count() for name, stream in self.streams.items()}
+        self.stream_rows = {name: rows for name, (_, rows) in counted.items()}
+        self.sizes = {name: counted[name][0] if isinstance(s, StreamBatches) else len(s)
+                      for name, s in samplers.items()}
+        empty = [name for name, size in self.sizes.items() if not size]
+        if empty:
+            raise EngineError(f"task {empty[0]!r}: its training stream has no rows")
+        self.reading: dict[str, _Reading] = {}
         self.tasks = TaskSampler(self.sizes, sampler, seed)
         self.epoch, self.skip = 0, 0
         self.num_processes = next(iter(samplers.values())).num_processes
@@ -165,9 +200,26 @@ class TaskBatches:
             seen[name] += 1
         return order
 
+    def streamed_batch(self, name: str, number: int) -> tuple[list[dict[str, Any]], int]:
+        """Streamed task ``name``'s ``number``-th batch of this epoch (this process's features) and its rows: the
+        next one its reader gives, or a new read of that pass, started at that batch."""
+        stream, size = self.streams[name], self.sizes[name]
+        key, within = self.epoch * PASSES + number // size, number % size
+        reading = self.reading.get(name)
+        if reading is None or reading.key != key or reading.next != within:
+            stream.start_epoch(key, skip=within)
+            reading = self.reading[name] = _Reading(key, within, iter(stream))
+        batch = next(reading.batches, None)
+        if batch is None:
+            raise EngineError(f"task {name!r}: its training stream gave {within} batches in this pass, {size} when "
+                              "it was counted at the start: did its files change during the run?")
+        reading.next += 1
+        return batch, stream.rows_in(within)
+
     def global_batch(self, name: str, number: int) -> tuple[list[int], int]:
         """Task ``name``'s ``number``-th batch of this epoch (all processes' features) and its rows."""
         sampler, size = self.samplers[name], self.sizes[name]
+        assert isinstance(sampler, LengthGroupedBatches)
         key = (name, self.epoch * PASSES + number // size)
         if key not in self.cache:
             self.cache = {k: v for k, v in self.cache.items() if k[0] != name}  # one pass of each task kept
@@ -185,10 +237,14 @@ class TaskBatches:
         """As ``LengthGroupedBatches.rows_in``, for a batch already yielded (asked for once, in order)."""
         return self.batch_rows.pop(batch)
 
-    def __iter__(self) -> Iterator[tuple[str, list[int]]]:
+    def __iter__(self) -> Iterator[tuple[str, list[int] | list[dict[str, Any]]]]:
         rank = self.samplers[next(iter(self.samplers))].rank
         for number, (name, within) in enumerate(self.schedule()):
             if number < self.skip:
+                continue
+            if name in self.streams:
+                features, self.batch_rows[number] = self.streamed_batch(name, within)
+                yield name, features
                 continue
             batch, self.batch_rows[number] = self.global_batch(name, within)
             yield name, batch[rank :: self.num_processes]
@@ -204,9 +260,11 @@ class TaskLoader:
         self.order, self.features, self.tasks, self.tokenizer, self.device = order, features, tasks, tokenizer, device
         self.end_of_dataloader, self.remainder = False, -1  # what Accelerate's GradientState reads
 
-    def batch(self, name: str, indices: list[int]) -> dict[str, Any]:
+    def batch(self, name: str, part: list[int] | list[dict[str, Any]]) -> dict[str, Any]:
+        """``part``: this process's share of the batch, features' indices (or, for a streamed task, features)."""
+        features = part if name in self.order.streams else take(self.features[name], part)  # type: ignore[arg-type]
         batch: dict[str, Any] = {k: v.to(self.device) for k, v in
-                                 self.tasks[name].collate(take(self.features[name], indices), self.tokenizer).items()}
+                                 self.tasks[name].collate(features, self.tokenizer).items()}
         batch["task"] = name
         return batch
 
@@ -249,7 +307,8 @@ class Batches:
             return batches * sampler.batch_size * sampler.num_processes
         assert self.epoch_size
         if isinstance(sampler, TaskBatches):
-            rows = sum(int(s.starts.sum()) for s in sampler.samplers.values())
+            rows = sum(sampler.stream_rows[name] if isinstance(s, StreamBatches) else int(s.starts.sum())
+                       for name, s in sampler.samplers.items())
             return round(rows * batches / self.epoch_size)
         return round(int(sampler.starts.sum()) * batches / self.epoch_size)
 

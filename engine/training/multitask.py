@@ -25,9 +25,9 @@ from engine.model.adapters import ADAPTER_DIR, Adapter, adapter_meta
 from engine.model.encoder import EngineModel
 from engine.model.multitask import MultiTaskModel, save_tasks_model, write_task_heads
 from engine.plugins.manager import PluginManager
-from engine.training.batching import Batches, LengthGroupedBatches, TaskBatches, TaskLoader
+from engine.training.batching import Batches, LengthGroupedBatches, StreamBatches, TaskBatches, TaskLoader
 from engine.training.evaluation import Evaluator, save_weights
-from engine.training.plan import count, describe_adapter
+from engine.training.plan import count, describe_adapter, describe_splits
 from engine.training.writer import RunWriter
 
 #: How the plan and docs/multitask.md define an epoch of a multi-task run.
@@ -59,14 +59,22 @@ def tasks_monitor(resolved: ResolvedTask, splits: dict[str, dict[str, Split]]) -
     return monitor, resolved.directions[monitor]
 
 
-def task_batches(tasks: dict[str, ResolvedTask], features: dict[str, dict[str, Any]], tokenizer: Any,
-                 training: Any, accelerator: Any, sampler: Any) -> Batches:
-    """Each task's length-grouped global batches, and the order of tasks the sampler draws."""
+def task_batches(tasks: dict[str, ResolvedTask], splits: dict[str, dict[str, Split]],
+                 features: dict[str, dict[str, Any]], tokenizer: Any, training: Any, accelerator: Any,
+                 sampler: Any) -> Batches:
+    """Each task's length-grouped global batches (read from its stream as they are drawn, for a streamed task), and
+    the order of tasks the sampler draws."""
     shards = {"num_processes": accelerator.num_processes, "rank": accelerator.process_index}
-    samplers = {name: LengthGroupedBatches(lengths(features[name]["train"]), training.batch_size, training.seed,
-                                           training.group_by_length, starts=row_starts(features[name]["train"]),
+    samplers: dict[str, LengthGroupedBatches | StreamBatches] = {}
+    for name in tasks:
+        train = features[name]["train"]
+        if splits[name]["train"].streaming:
+            console.info(f"{name}: counting the batches of its training stream (one read)")
+            samplers[name] = StreamBatches(train, training.batch_size, training.seed, training.group_by_length,
                                            **shards)
-                for name in tasks}
+        else:
+            samplers[name] = LengthGroupedBatches(lengths(train), training.batch_size, training.seed,
+                                                  training.group_by_length, starts=row_starts(train), **shards)
     order = TaskBatches(samplers, sampler, training.seed)
     loader = TaskLoader(order, {name: f["train"] for name, f in features.items()},
                         {name: t.task_object for name, t in tasks.items()}, tokenizer, accelerator.device)
@@ -81,7 +89,7 @@ def print_tasks_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerSta
     order, training = batches.sampler, resolved.training
     lines = []
     for name, sub in resolved.tasks.items():
-        data = ", ".join(f"{split} {len(s):,} rows" for split, s in splits[name].items())
+        data = describe_splits(splits[name])
         lines.append(f"  {name:<9} {sub.task.name}, head {sub.head.name}: {data}; {order.sizes[name]:,} batches, "
                      f"p {order.tasks.probabilities[name]:.3f}, weight {resolved.weights[name]:g}\n")
     total, trainable = parameters["total"], parameters["trainable"]

@@ -25,11 +25,7 @@ def print_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerState, sp
                parameters: dict[str, int], adapter: Adapter | None) -> None:
     training, n = resolved.training, accelerator.num_processes
     total, trainable = parameters["total"], parameters["trainable"]
-    data = ", ".join(f"{name} {'streamed' if split.streaming else f'{len(split):,} rows'}"
-                     for name, split in splits.items())
-    augmented = splits["train"].augmentation
-    if augmented and not splits["train"].streaming:
-        data = data.replace("train ", f"train {augmented[0].rows_in:,} rows, augmented to ", 1)
+    data = describe_splits(splits)
     if splits["train"].streaming:
         steps = f"{state.max_steps:,} steps over the stream"
     else:
@@ -53,6 +49,16 @@ def describe_augmentation(summaries: list[AugmentationSummary]) -> str:
     """The plan's augmentation lines, one per augmentation in the order they ran ("" without any)."""
     lines = [f"  {'augment' if i == 0 else '':<9} {summary.line()}\n" for i, summary in enumerate(summaries)]
     return "".join(lines)
+
+
+def describe_splits(splits: dict[str, Split]) -> str:
+    """The plan's data line: each split's rows (or "streamed"), and the training rows before augmentation."""
+    data = ", ".join(f"{name} {'streamed' if split.streaming else f'{len(split):,} rows'}"
+                     for name, split in splits.items())
+    augmented = splits["train"].augmentation if "train" in splits else []
+    if augmented and not splits["train"].streaming:
+        data = data.replace("train ", f"train {augmented[0].rows_in:,} rows, augmented to ", 1)
+    return data
 
 
 def describe_adapter(adapter: Adapter | None) -> str:

@@ -186,7 +186,7 @@ class Run:
         parts = self._with_adapter(model, next(iter(head_specs.values())))
         callbacks = self._setup_callbacks()
         monitor, mode = tasks_monitor(resolved, splits)
-        batches = task_batches(tasks, features, tokenizer, self.training, accelerator, resolved.sampler)
+        batches = task_batches(tasks, splits, features, tokenizer, self.training, accelerator, resolved.sampler)
         state = self._setup_state(batches, monitor, mode)
         model_, optimizer, scheduler = self._setup_optimization(parts, state, streaming=False)
         unwrapped = accelerator.unwrap_model(model_)

@@ -19,7 +19,7 @@ def conll(rng: random.Random, n: int) -> str:
                              for w in rng.sample(WORDS, rng.randint(2, 6))) for _ in range(n))
 
 
-def write(folder, model):
+def write(folder, model, streamed=False):
     rng = random.Random(4)
     files = {
         "cls.tsv": "text\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in labelled_rows(["neg", "pos"], 40, 1)),
@@ -35,7 +35,8 @@ def write(folder, model):
         config = {
             "model": {"name": str(model)}, "optimizer": {"name": "adamw", "lr": 1e-3},
             "tasks": {
-                "sentiment": {"task": "classification", "data": {"train": "cls.tsv", "validation": "cls_dev.tsv"},
+                "sentiment": {"task": "classification", "data": {"train": "cls.tsv", "validation": "cls_dev.tsv",
+                                                                 "streaming": streamed},
                               "head": {"name": "linear", "dropout": 0.0}},
                 "entities": {"task": "tagging", "head": {"name": "crf", "dropout": 0.0},
                              "data": {"format": "conll", "train": "tag.conll", "validation": "tag_dev.conll",
@@ -60,9 +61,10 @@ def weights(run_dir):
 
 
 @pytest.mark.slow
-def test_a_multi_task_run_on_two_processes_matches_one(tmp_path, torchrun, run_engine):
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_a_multi_task_run_on_two_processes_matches_one(streamed, tmp_path, torchrun, run_engine):
     model = build_tiny_model(tmp_path / "model", dropout=0.0)
-    two, one = write(tmp_path, model)
+    two, one = write(tmp_path, model, streamed)  # a streamed task: each process reads its share of each batch
     result = torchrun("-m", "engine", "run", two)
     assert result.returncode == 0, result.stderr[-3000:]
     assert run_engine("run", one).exit_code == 0

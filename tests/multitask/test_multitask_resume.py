@@ -45,10 +45,12 @@ def weights(run_dir):
 
 
 @pytest.mark.slow
-def test_a_killed_multi_task_run_resumes_to_the_uninterrupted_weights(multitask_files, tmp_path, run_engine):
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_a_killed_multi_task_run_resumes_to_the_uninterrupted_weights(streamed, multitask_files, tmp_path, run_engine):
     (tmp_path / "killer.py").write_text(KILLER)
     task = {**multitask_files(tmp_path, save_steps=2, sampler={"name": "temperature", "T": 2}),
             "plugins": ["killer"], "callbacks": ["kill"]}
+    task["tasks"]["sentiment"]["data"]["streaming"] = streamed  # a stream's resume reads past the batches done
     (tmp_path / "task.json").write_text(json.dumps(task))
     (tmp_path / "direct.json").write_text(json.dumps({**task, "output_dir": "direct"}))
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "ENGINE_PLUGINS": "", "KILL_AT_STEP": "13"}
