@@ -38,7 +38,7 @@ _EXPORTS = {
     "Report": "engine.report.document",
     "Task": "engine.task",
     "train": "engine.api.runs", "RunResult": "engine.api.runs", "load": "engine.api.predictor",
-    "Predictor": "engine.api.predictor",
+    "Predictor": "engine.api.predictor", "export": "engine.api.exporting", "Exported": "engine.api.exporting",
 }
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "DataError",
     "DataOptions",
     "EngineError",
+    "Exported",
     "HeadOutput",
     "HeadSpec",
     "Metric",
@@ -61,6 +62,7 @@ __all__ = [
     "Task",
     "TrainerState",
     "__version__",
+    "export",
     "hookimpl",
     "load",
     "train",

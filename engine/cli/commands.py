@@ -1,4 +1,4 @@
-"""`engine`: run, tune, init, validate, schema, predict, evaluate, serve, report, compare, plugins, cache.
+"""`engine`: run, tune, init, validate, schema, predict, evaluate, serve, export, report, compare, plugins, cache.
 
 Heavy imports wait until a command needs them."""
 
@@ -91,6 +91,19 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     _model_flags(p, "file")
 
     _serve_command(commands)
+
+    p = commands.add_parser("export", help="write one task of a multi-task run as a one-task model folder, which "
+                            "engine predict takes and plain transformers loads where the head is one it knows "
+                            "(docs/multitask.md)")
+    p.add_argument("run_dir", type=Path, help="a multi-task run directory (or its model/ folder)")
+    p.add_argument("output_dir", type=Path, help="the folder to write the task's model to")
+    p.add_argument("--task", metavar="NAME", help="the task to export (required; a missing or unknown one is refused "
+                   "with the names of the model's tasks)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in output_dir")
+    p.add_argument("--trust-plugins", action="store_true",
+                   help="import the plugin modules the run's task file named, from where the run recorded them "
+                        "(a run directory is data: without this flag engine runs no code it points to)")
+    _plugin_flags(p)
 
 
 def _serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -339,6 +352,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine import console
+    from engine.api.exporting import export
+
+    exported = export(args.run_dir, args.task, args.output_dir, overwrite=args.overwrite,
+                      trust_plugins=args.trust_plugins, plugins=args.plugins, block_plugins=args.block_plugins or ())
+    where = exported.model_dir
+    if exported.transformers_class is not None:
+        loads = f"plain transformers loads it whole: {exported.transformers_class}.from_pretrained({str(where)!r})"
+    else:
+        loads = (f"plain transformers cannot load its {exported.head!r} head (it loads the encoder alone: "
+                 f"AutoModel.from_pretrained({str(where)!r})); predict with engine")
+    console.info(f"Wrote task {exported.task!r} of {args.run_dir} as a one-task model to [bold]{where}[/] "
+                 f"(engine predict {where} --input FILE; {loads})")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from engine import console
     from engine.inference.loading import task_of_run
@@ -450,7 +480,8 @@ def _size(n: float) -> str:
 
 COMMANDS = {"cache": cmd_cache, "init": cmd_init, "run": cmd_run, "tune": cmd_tune, "validate": cmd_validate,
             "schema": cmd_schema,
-            "predict": cmd_predict, "evaluate": cmd_evaluate, "serve": cmd_serve, "report": cmd_report,
+            "predict": cmd_predict, "evaluate": cmd_evaluate, "serve": cmd_serve, "export": cmd_export,
+            "report": cmd_report,
             "compare": cmd_compare,
             "plugins": cmd_plugins}
 
