@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from engine.config.multitask import NAME, TASK_KEYS, SamplerConfig, TaskEntry
 from engine.config.sections import (
     COMPONENT_SECTIONS,
     LIST_SECTIONS,
@@ -48,7 +49,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def fields_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
+def fields_table(model: type[BaseModel], skip: tuple[str, ...] = (),
+                 descriptions: dict[str, str] | None = None) -> list[str]:
+    """One row per field; ``descriptions`` stand in for fields that have none of their own."""
     rows = ["| key | type | default | description |", "|---|---|---|---|"]
     for name, info in model.model_fields.items():
         if name in skip:
@@ -59,7 +62,7 @@ def fields_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str
             value = info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
             default = f"`{value!r}`".replace("None", "null").replace("True", "true").replace("False", "false")
         rows.append(f"| `{info.alias or name}` | `{_cell(type_name(info.annotation))}` | {_cell(default)} | "
-                    f"{_cell(info.description or '')} |")
+                    f"{_cell(info.description or (descriptions or {}).get(name, ''))} |")
     return rows
 
 
@@ -95,9 +98,11 @@ def reference(registry: Registry, parser: argparse.ArgumentParser) -> str:
         "",
         "| key | what |",
         "|---|---|",
-        "| `task` | the task type (required): a name, or an object with `name` and the task's options |",
+        "| `task` | the task type (required, unless `tasks`): a name, or an object with `name` and the task's "
+        "options |",
         "| `model` | the pretrained encoder (below) |",
-        "| `data` | the data format and files (required): an object with `format` and its options |",
+        "| `data` | the data format and files (required, unless `tasks`): an object with `format` and its "
+        "options |",
     ]
     for hook, key, _ in COMPONENT_SECTIONS[2:]:
         many = key in LIST_SECTIONS
@@ -109,10 +114,14 @@ def reference(registry: Registry, parser: argparse.ArgumentParser) -> str:
               "| `search` | `engine tune`'s hyperparameter search (below); `engine run` ignores it |",
               "| `output_dir` | the run directory, relative to the task file's folder |",
               "| `plugins` | plugin modules to import, next to the task file or on the import path |",
+              "| `tasks` | several tasks on one encoder, instead of `task`, `data`, `head`, `metrics` and `augment` "
+              "(below) |",
               "", "## `model`", "", *fields_table(ModelConfig), "", "## `training`", "", *fields_table(TrainingConfig),
+              "", *sampler_section(),
               "", "## `adapter`", "", AdapterConfig.__doc__ or "", "", *fields_table(AdapterConfig),
               "", "## `search`", "", SearchConfig.__doc__ or "", "", *fields_table(SearchConfig),
-              "", "### A range in `search.space`", "", Distribution.__doc__ or "", "", *fields_table(Distribution)]
+              "", "### A range in `search.space`", "", Distribution.__doc__ or "", "", *fields_table(Distribution),
+              "", *tasks_section()]
     for hook, section, key in COMPONENT_SECTIONS:
         lines += ["", f"## `{section}`: {plural(KINDS[hook])}"]
         for name, component in sorted(registry.components[hook].items()):
@@ -125,6 +134,31 @@ def reference(registry: Registry, parser: argparse.ArgumentParser) -> str:
                 lines += ["", *fields_table(component.options, skip=(key,))]
     lines += ["", *commands_section(parser)]
     return "\n".join(lines) + "\n"
+
+
+def tasks_section() -> list[str]:
+    own = ", ".join(f"`{key}`" for key in TASK_KEYS)
+    return [
+        "## `tasks`", "",
+        f"A multi-task file ([multitask.md](multitask.md)) has `tasks` instead of the top-level {own}: an object of "
+        f"`NAME: {{{', '.join(TaskEntry.model_fields)}}}`, one entry a task. An entry's own sections take what they "
+        "take at the top of a one-task file (`task` and `data` required) and its `weight` is a number above 0; the "
+        "other sections are shared, and `search` is refused. NAME "
+        f"(`{NAME.pattern}`: a letter, then letters, digits, `_` and `-`) names the task's metrics "
+        "(`validation.NAME.METRIC`), its folder in `model/heads/` and its predictions.", "",
+        *fields_table(TaskEntry, skip=TASK_KEYS),
+    ]
+
+
+def sampler_section() -> list[str]:
+    return [
+        "### `training.sampler`", "",
+        "Multi-task files only ([multitask.md](multitask.md#batches-and-the-sampler)): the task each batch comes "
+        'from. A name (`"uniform"`), or an object with `name` and options (`{"name": "temperature", "T": 2}`).', "",
+        *fields_table(SamplerConfig, descriptions={"name": "'proportional': a task's chance is its share of the "
+                                                   "batches; 'uniform': the same for every task; 'temperature': "
+                                                   "its batches^(1/T) over the sum over the tasks."}),
+    ]
 
 
 def built_in_reference() -> str:

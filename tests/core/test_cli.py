@@ -56,7 +56,9 @@ def test_plugins_lists_builtins_with_hooks(run_engine):
 def test_schema_is_json(run_engine):
     result = run_engine("schema")
     schema = json.loads(result.stdout)
-    assert schema["required"] == ["task", "data"]
+    # A one-task file needs task and data; a multi-task file has tasks instead (docs/multitask.md).
+    assert schema["if"] == {"required": ["tasks"]} and schema["else"]["required"] == ["task", "data"]
+    assert "tasks" in schema["then"]["properties"]
 
 
 def test_missing_task_file(run_engine, tmp_path):
