@@ -100,3 +100,25 @@ def multitask_files(tiny_model_dir: Path) -> Any:
         return three_tasks(tiny_model_dir, **training)
 
     return make
+
+
+def close(a: Any, b: Any, tolerance: float = 1e-5) -> None:
+    """Records equal, their floats within ``tolerance``, through nested dicts and lists."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys()
+        for key in a:
+            close(a[key], b[key], tolerance)
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b)
+        for x, y in zip(a, b):
+            close(x, y, tolerance)
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, abs=tolerance)
+    else:
+        assert a == b
+
+
+@pytest.fixture
+def assert_close() -> Any:
+    """``(a, b)``: records equal, their floats within 1e-5 (predictions of two ways of loading one model)."""
+    return close

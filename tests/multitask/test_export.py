@@ -16,21 +16,6 @@ from engine.errors import EngineError
 TEXTS = ["john was good", "the film was a good paris", "mary", "a good film paul berlin"]
 
 
-def assert_close(a, b):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for key in a:
-            assert_close(a[key], b[key])
-    elif isinstance(a, list):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_close(x, y)
-    elif isinstance(a, float):
-        assert a == pytest.approx(b, abs=1e-5)
-    else:
-        assert a == b
-
-
 @pytest.fixture(scope="module")
 def exported(three_task_run, tmp_path_factory):
     """The sentiment task (linear head) and the entities task (CRF head), each exported once."""
@@ -38,7 +23,7 @@ def exported(three_task_run, tmp_path_factory):
     return {name: export(three_task_run.run_dir, name, folder / name) for name in ("sentiment", "entities")}
 
 
-def test_the_exported_task_predicts_as_the_multi_task_model(three_task_run, exported):
+def test_the_exported_task_predicts_as_the_multi_task_model(three_task_run, exported, assert_close):
     multi = engine.load(three_task_run.run_dir)
     for name, result in exported.items():
         one = engine.load(result.model_dir)
@@ -79,7 +64,7 @@ def test_transformers_loads_the_classification_task_with_the_same_logits(three_t
     assert torch.allclose(logits, expected, atol=1e-5)
 
 
-def test_the_command_writes_the_folder_and_says_what_loads_it(three_task_run, run_engine, tmp_path):
+def test_the_command_writes_the_folder_and_says_what_loads_it(three_task_run, run_engine, tmp_path, assert_close):
     result = run_engine("export", three_task_run.run_dir, "--task", "entities", tmp_path / "entities")
     assert result.exit_code == 0, result.stderr
     assert "cannot load its 'crf' head" in result.stderr

@@ -168,7 +168,7 @@ def test_the_run_evaluates_every_task_and_saves_one_encoder(three_task_run):
     assert task_json["tasks"]["score"]["weight"] == 0.5 and task_json["training"]["sampler"] == "proportional"
 
 
-def test_reloaded_tasks_share_one_encoder_and_one_pass_equals_each_task(three_task_run):
+def test_reloaded_tasks_share_one_encoder_and_one_pass_equals_each_task(three_task_run, assert_close):
     predictor = engine.load(three_task_run.run_dir)
     assert predictor.tasks is not None
     encoders = {id(loaded.model.backbone) for loaded in predictor.tasks.values()}
@@ -180,21 +180,6 @@ def test_reloaded_tasks_share_one_encoder_and_one_pass_equals_each_task(three_ta
         for name in each:
             assert_close(together[i][name], each[name][i])
     assert set(predictor.predict("john was good")) == {"sentiment", "entities", "score"}
-
-
-def assert_close(a, b):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for key in a:
-            assert_close(a[key], b[key])
-    elif isinstance(a, list):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_close(x, y)
-    elif isinstance(a, float):
-        assert a == pytest.approx(b, abs=1e-5)
-    else:
-        assert a == b
 
 
 def test_one_task_is_named_to_predict_it(three_task_run, run_engine):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -14,7 +13,8 @@ import engine
 TEXTS = ["john was good", "the film was a good paris", "mary", "a good film paul berlin"]
 
 
-def test_a_lora_adapter_is_shared_by_every_task_and_saved_in_both_forms(multitask_files, tiny_model_dir, tmp_path):
+def test_a_lora_adapter_is_shared_by_every_task_and_saved_in_both_forms(multitask_files, tiny_model_dir, tmp_path,
+                                                                         assert_close):
     task = multitask_files(tmp_path, epochs=1)
     task["adapter"] = {"name": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
     (tmp_path / "task.json").write_text(json.dumps(task), encoding="utf-8")
@@ -46,15 +46,6 @@ def test_a_lora_adapter_is_shared_by_every_task_and_saved_in_both_forms(multitas
 
     assert len({id(t.model.backbone) for t in from_adapter.tasks.values()}) == 1
     for name in ("sentiment", "entities", "score"):
-        a, b = from_merged.predict(TEXTS, task=name), from_adapter.predict(TEXTS, task=name)
-        assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True) or _close(a, b), name
+        assert_close(from_merged.predict(TEXTS, task=name), from_adapter.predict(TEXTS, task=name))
 
 
-def _close(a, b) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
-    if isinstance(a, float):
-        return a == pytest.approx(b, abs=1e-5)
-    return a == b
