@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,19 +158,29 @@ def error(message: str) -> None:
     Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
-def metrics_table(metrics: dict[str, dict[str, float]], title: str = "Metrics") -> None:
+def metrics_table(metrics: dict[str, dict[str, float]], title: str = "Metrics",
+                  baseline: Mapping[str, Mapping[str, float | None]] | None = None, baseline_name: str = "") -> None:
     """Metric names as rows, splits as columns: a task may report many metrics (one per entity type, per target),
-    and a table as wide as its metrics gets cut to the terminal's width."""
+    and a table as wide as its metrics gets cut to the terminal's width. ``baseline``: the same metrics of what a
+    model that ignores the text predicts (``baseline_name``), by split, each in a column beside its split's."""
+    baseline = baseline or {}
+    columns: dict[str, Mapping[str, Any]] = {}
+    for split, values in metrics.items():
+        columns[split] = values
+        if split in baseline:
+            columns[f"{split} baseline"] = baseline[split]
     names: list[str] = []
     for values in metrics.values():
         names.extend(n for n in values if n not in names and not isinstance(values[n], dict))
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
-    for split in metrics:
-        table.add_column(split, justify="right")
+    for column in columns:
+        table.add_column(column, justify="right", style="dim" if column.endswith(" baseline") else None)
     for name in names:
-        table.add_row(name, *(_fmt(values.get(name)) for values in metrics.values()))
+        table.add_row(name, *(_fmt(values.get(name)) for values in columns.values()))
     results.print(table)
+    if baseline and baseline_name:
+        results.print(f"baseline: {escape(baseline_name)}, the text ignored", style="dim")
 
 
 def _fmt(value: Any) -> str:

@@ -41,6 +41,8 @@ class Task:
     #: The tags of a task that predicts BIO tag sequences (``{"tags": [...]}`` per row), as a list: the built-in
     #: ``entity_*`` and ``token_accuracy`` metrics score any task that sets it.
     tag_names: list[str] | None = None
+    #: What ``baseline`` predicts, for the metrics table ("the most frequent label in the training data").
+    baseline_name: str = ""
 
     # --- data ----------------------------------------------------------------------------------------------------
 
@@ -96,6 +98,14 @@ class Task:
     def format_prediction(self, row: dict[str, Any], prediction: Any) -> dict[str, Any]:
         """The JSON object ``engine predict`` writes for one row: by default its texts and the prediction."""
         return {**{k: row[k] for k in ("text", "text_pair") if k in row}, "prediction": prediction}
+
+    def baseline(self, train: Split, split: Split) -> list[Any] | None:
+        """The score to beat: for each row of ``split``, what a model that ignores the text predicts from
+        ``train`` alone (the most frequent label, the mean value, no entity), as ``predictions`` returns them. The
+        run scores them with its metrics and prints them beside its own (``baseline`` in manifest.json). ``train``
+        is the training split (its first ``data.fit_rows`` rows when it is streamed). Default: None (no
+        baseline)."""
+        return None
 
     # --- the run report ------------------------------------------------------------------------------------------
 

@@ -225,7 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result is None:  # --dry-run
         return 0
     if result.metrics:
-        console.metrics_table(result.metrics)
+        console.metrics_table(result.metrics, baseline=result.baseline, baseline_name=result.baseline_name)
     report = f", report: {result.report}" if result.report else ""
     console.info(f"Saved to [bold]{result.run_dir}[/] (model: {result.run_dir / 'model'}{report})")
     return 0

@@ -4,6 +4,7 @@ predictions that the run directory and `engine predict` write."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +31,26 @@ def compute_metrics(task: Any, metrics: list[Any], split: Split, features: Any,
     values: dict[str, float] = {}
     if loss is not None:
         values["loss"] = loss
+    values.update(metric_values(metrics, predictions, references))
+    return Scores(values, predictions, references)
+
+
+def metric_values(metrics: list[Any], predictions: list[Any], references: list[Any]) -> dict[str, float]:
+    values: dict[str, float] = {}
     for metric in metrics:
         values.update(metric(predictions, references))
-    return Scores(values, predictions, references)
+    return values
+
+
+def baseline_values(task: Any, metrics: list[Any], train: Split, split: Split) -> dict[str, float | None] | None:
+    """``split`` scored by the metrics on what the task's baseline predicts (``Task.baseline``: what a model that
+    ignores the text predicts from ``train``), or None when the task has no baseline. A value that is not a finite
+    number becomes None (JSON has no NaN)."""
+    predictions = getattr(task, "baseline", lambda train, split: None)(train, split)
+    if predictions is None:
+        return None
+    values = metric_values(metrics, predictions, task.references(split))
+    return {k: v if isinstance(v, (int, float)) and math.isfinite(v) else None for k, v in values.items()}
 
 
 def write_predictions(path: Path, split: Split, scores: Scores) -> None:

@@ -13,7 +13,7 @@ from engine.callbacks import TrainerState
 from engine.data.split import Split
 from engine.errors import EngineError
 from engine.inference.loop import infer
-from engine.inference.scores import Scores, compute_metrics
+from engine.inference.scores import Scores, baseline_values, compute_metrics
 from engine.rundir.checkpoints import checkpoint_dir
 from engine.training.writer import RunWriter
 
@@ -23,9 +23,10 @@ class Evaluator:
 
     def __init__(self, model: torch.nn.Module, unwrapped: torch.nn.Module, *, task: Any, tokenizer: Any,
                  metrics: list[Any], splits: dict[str, Split], features: dict[str, Any], accelerator: Any,
-                 batch_size: int, writer: RunWriter) -> None:
+                 batch_size: int, writer: RunWriter, fitted_on: Split | None = None) -> None:
         self.model, self.unwrapped, self.task, self.tokenizer = model, unwrapped, task, tokenizer
         self.metrics, self.splits, self.features = metrics, splits, features
+        self.fitted_on = fitted_on  # the training rows the task was fitted on: what its baseline learns from
         self.accelerator, self.batch_size, self.writer = accelerator, batch_size, writer
         self.best = checkpoint_dir(writer.run_dir) / "best.safetensors"
 
@@ -58,6 +59,20 @@ class Evaluator:
         """Back to the best weights by the monitor, when there is one."""
         if state.monitor is not None and self.best.exists():
             load_weights(self.unwrapped, self.best)
+
+    def baseline_name(self) -> str:
+        return str(getattr(self.task, "baseline_name", "") or "")
+
+    def baselines(self) -> dict[str, dict[str, float | None]]:
+        """The task's baseline scored on the validation and test splits (``Task.baseline``), by split; {} when the
+        task has none."""
+        found: dict[str, dict[str, float | None]] = {}
+        for name in ("validation", "test"):
+            if name in self.splits and self.fitted_on is not None:
+                values = baseline_values(self.task, self.metrics, self.fitted_on, self.splits[name])
+                if values is not None:
+                    found[name] = values
+        return found
 
     def final_scores(self, state: TrainerState) -> dict[str, dict[str, float]]:
         """The final model's metrics.json: its validation scores and, when there is a test split, its test scores

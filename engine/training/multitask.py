@@ -20,7 +20,7 @@ from engine.data.split import Split
 from engine.errors import ConfigError, ConfigIssue, EngineError
 from engine.head import HeadSpec
 from engine.inference.loop import infer
-from engine.inference.scores import Scores, compute_metrics
+from engine.inference.scores import Scores, baseline_values, compute_metrics
 from engine.model.adapters import ADAPTER_DIR, Adapter, adapter_meta
 from engine.model.encoder import EngineModel
 from engine.model.multitask import MultiTaskModel, save_tasks_model, write_task_heads
@@ -181,9 +181,10 @@ class TasksEvaluator(Evaluator):
 
     def __init__(self, model: torch.nn.Module, unwrapped: torch.nn.Module, *, tasks: dict[str, ResolvedTask],
                  tokenizer: Any, splits: dict[str, dict[str, Split]], features: dict[str, dict[str, Any]],
-                 accelerator: Any, writer: RunWriter, batch_size: int) -> None:
+                 accelerator: Any, writer: RunWriter, batch_size: int, fitted_on: dict[str, Split]) -> None:
         super().__init__(model, unwrapped, task=None, tokenizer=tokenizer, metrics=[], splits={}, features={},
                          accelerator=accelerator, batch_size=batch_size, writer=writer)
+        self.tasks_fitted_on = fitted_on
         assert isinstance(unwrapped, MultiTaskModel)
         self.tasks, self.tasks_model = tasks, unwrapped
         self.task_splits, self.task_features = splits, features
@@ -196,6 +197,21 @@ class TasksEvaluator(Evaluator):
                               self.accelerator, f"eval {name} {split}")
         self.model.train()
         return compute_metrics(task, self.task_metrics[name], self.task_splits[name][split], features, outputs, loss)
+
+    def baseline_name(self) -> str:
+        names = {name: getattr(t.task_object, "baseline_name", "") for name, t in self.tasks.items()}
+        return "; ".join(f"{name}: {what}" for name, what in names.items() if what)
+
+    def baselines(self) -> dict[str, dict[str, float | None]]:
+        """Each task's baseline on its validation and test splits, ``NAME.METRIC`` by split."""
+        found: dict[str, dict[str, float | None]] = {}
+        for split in ("validation", "test"):
+            for name in self.with_split(split):
+                values = baseline_values(self.tasks[name].task_object, self.task_metrics[name],
+                                         self.tasks_fitted_on[name], self.task_splits[name][split])
+                if values is not None:
+                    found.setdefault(split, {}).update({f"{name}.{k}": v for k, v in values.items()})
+        return found
 
     def with_split(self, split: str) -> list[str]:
         return [name for name in self.tasks if split in self.task_splits[name]]

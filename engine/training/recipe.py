@@ -100,6 +100,13 @@ class ModelParts:
     freezer: Any  # the freezing strategy, followed by the adapter's rule when there is an adapter
 
 
+def fitting_rows(resolved: ResolvedTask, train: Split) -> Split:
+    """What a task learns its label space (``fit``) and its baseline from: the training split, or, streamed, its
+    first ``data.fit_rows`` rows (what a later row misses fails as it is read, with its line)."""
+    fit_rows = getattr(resolved.data.options, "fit_rows", DataOptions.model_fields["fit_rows"].default)
+    return train.head(fit_rows) if train.streaming else train
+
+
 class Run:
     """One training run, in the shape of a torchtune recipe: ``setup`` builds the parts, the ``Trainer`` it returns
     trains and saves. The main process holds the run directory's lock (``lock``) from setup on."""
@@ -154,7 +161,8 @@ class Run:
             self._setup_run_dir(writer, state, callbacks)
         evaluator = Evaluator(model, unwrapped, task=self.task, tokenizer=tokenizer, metrics=metrics, splits=splits,
                               features=features, accelerator=accelerator,
-                              batch_size=training.eval_batch_size or training.batch_size * 2, writer=writer)
+                              batch_size=training.eval_batch_size or training.batch_size * 2, writer=writer,
+                              fitted_on=fitting_rows(resolved, splits["train"]))
         return Trainer(training, accelerator, state, callbacks, model=model, unwrapped=unwrapped, optimizer=optimizer,
                        scheduler=scheduler, batches=batches, freezer=parts.freezer, evaluator=evaluator, writer=writer)
 
@@ -198,7 +206,9 @@ class Run:
             self._setup_run_dir(writer, state, callbacks)
         evaluator = TasksEvaluator(model_, unwrapped, tasks=tasks, tokenizer=tokenizer, splits=splits,
                                    features=features, accelerator=accelerator, writer=writer,
-                                   batch_size=self.training.eval_batch_size or self.training.batch_size * 2)
+                                   batch_size=self.training.eval_batch_size or self.training.batch_size * 2,
+                                   fitted_on={name: fitting_rows(sub, splits[name]["train"])
+                                              for name, sub in tasks.items()})
         return Trainer(self.training, accelerator, state, callbacks, model=model_, unwrapped=unwrapped,
                        optimizer=optimizer, scheduler=scheduler, batches=batches, freezer=parts.freezer,
                        evaluator=evaluator, writer=writer)
@@ -212,8 +222,7 @@ class Run:
         splits = first_on_node(accelerator, lambda: load_splits(resolved))
         train = splits["train"]
         # A stream is fitted on its first rows; what they miss (a label seen later) fails as it is read, with its line.
-        fit_rows = getattr(resolved.data.options, "fit_rows", DataOptions.model_fields["fit_rows"].default)
-        task.fit(train.head(fit_rows) if train.streaming else train)
+        task.fit(fitting_rows(resolved, train))
         fraction = getattr(resolved.data.options, "validation_split", None)
         if fraction:  # after fit: a label seen only in the held-out rows is still one the task knows
             splits["train"], splits["validation"] = hold_out(train, fraction, training.seed)

@@ -4,7 +4,7 @@ and checkpoints between them, then the best model scored and saved."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ class RunResult:
     metrics: dict[str, dict[str, float]]
     hf_loadable: bool
     report: Path | None = None
+    #: The task's baseline (``Task.baseline``) on the validation and test splits, by split, and what it predicts.
+    baseline: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    baseline_name: str = ""
 
 
 class Trainer:
@@ -197,10 +200,12 @@ class Trainer:
         accelerator.wait_for_everyone()
         self.evaluator.load_best(state)
         results = self.evaluator.final_scores(state)
+        baseline, baseline_name = self.evaluator.baselines(), self.evaluator.baseline_name()
         hf_loadable = writer.model(self.unwrapped)
         writer.metrics(results)
-        writer.manifest("completed", completed(state, accelerator.num_processes, hf_loadable))
+        extra = {"baseline": {"predicts": baseline_name, **baseline}} if baseline else {}
+        writer.manifest("completed", {**completed(state, accelerator.num_processes, hf_loadable), **extra})
         report = writer.report() if self.training.report else None
         accelerator.wait_for_everyone()
         accelerator.end_training()
-        return RunResult(writer.run_dir, results, hf_loadable, report)
+        return RunResult(writer.run_dir, results, hf_loadable, report, baseline, baseline_name)

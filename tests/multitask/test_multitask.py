@@ -168,6 +168,13 @@ def test_the_run_evaluates_every_task_and_saves_one_encoder(three_task_run):
     assert task_json["tasks"]["score"]["weight"] == 0.5 and task_json["training"]["sampler"] == "proportional"
 
 
+def test_a_multi_task_run_has_each_tasks_baseline(three_task_run):
+    manifest = json.loads((three_task_run.run_dir / "manifest.json").read_text())
+    baseline = manifest["baseline"]
+    assert {"sentiment.accuracy", "entities.entity_f1", "score.mse"} <= set(baseline["validation"])
+    assert "sentiment: the training data's most frequent label" in baseline["predicts"]
+
+
 def test_reloaded_tasks_share_one_encoder_and_one_pass_equals_each_task(three_task_run, assert_close):
     predictor = engine.load(three_task_run.run_dir)
     assert predictor.tasks is not None

@@ -134,6 +134,24 @@ class ClassificationTask(Task):
             result.append({"label": label, "scores": scores})
         return result
 
+    baseline_name = "the training data's most frequent label"
+
+    def baseline(self, train: Split, split: Split) -> list[Any]:
+        """Every row: the training data's most frequent label (multi-label: each label most training rows have),
+        scored by its share of the training rows."""
+        counts = dict.fromkeys(self.labels, 0)
+        rows = 0
+        for names, _ in self._split_names(train):
+            rows += 1
+            for name in names:
+                counts[name] += 1
+        scores = {name: count / max(rows, 1) for name, count in counts.items()}
+        if self.options.multi_label:
+            label: Any = [name for name, share in scores.items() if share > 0.5]
+        else:
+            label = max(self.labels, key=lambda name: (counts[name], -self.labels.index(name)))
+        return [{"label": label, "scores": dict(scores)} for _ in range(len(split))]
+
     def references(self, split: Split) -> list[Any]:
         if self.options.multi_label:
             return [names for names, _ in self._split_names(split)]

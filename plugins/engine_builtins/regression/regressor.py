@@ -138,6 +138,14 @@ class RegressionTask(Task):
             values = [min(max(v, low), high) for v in values]
         return values
 
+    baseline_name = "the training data's mean"
+
+    def baseline(self, train: Split, split: Split) -> list[Any]:
+        """Every row: each target's mean over the training rows."""
+        targets = self._split_targets(train)
+        means = [math.fsum(row[i] for row in targets) / max(len(targets), 1) for i in range(len(self.targets))]
+        return [list(means) for _ in range(len(split))]
+
     def references(self, split: Split) -> list[Any]:
         return self._split_targets(split)
 

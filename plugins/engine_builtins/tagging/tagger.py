@@ -234,6 +234,12 @@ class TaggingTask(Task):
             start += n
         return values
 
+    baseline_name = "no entity (every word O)"
+
+    def baseline(self, train: Split, split: Split) -> list[Any]:
+        """Every word of every row: O."""
+        return [{"tags": ["O"] * len(self.tokens({"text": text}))} for text, _ in split.values("text")]
+
     def predictions(self, split: Split, features: Any, outputs: list[Any]) -> list[Any]:
         parts: list[list[Any]] = [[] for _ in range(len(split))]
         for feature, values in zip(features, outputs):
