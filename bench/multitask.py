@@ -191,15 +191,19 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--results", type=Path, default=RESULTS / "multitask.json")
     args = parser.parse_args()
-    command = "python " + " ".join(["bench/multitask.py", *sys.argv[1:]])
+    # What reproduces the runs (wherever the data and results lie): kept from the run that trained, not a rerun
+    # that only writes the table.
+    command = f"python bench/multitask.py --size {args.size} --seeds {' '.join(map(str, args.seeds))}"
     data: dict[str, Any] = {"runs": [], "meta": {}}
     if args.results.exists():
         data = json.loads(args.results.read_text())
     carves = {"sst2": carve_sst2(args.data, HELDOUT), "conll": carve_conll(args.data, HELDOUT),
               "stsb": carve_stsb(args.data)}
-    data["meta"] = {"size": args.size, "machine": machine(), "engine": engine_source(),
-                    "low_rows": round(LOW_DATA_SHARE * len(carves["stsb"][2])),
-                    "conll_heldout_entities": carves["conll"].stats["heldout_entities"]}
+    measured = {"size": args.size, "low_rows": round(LOW_DATA_SHARE * len(carves["stsb"][2])),
+                "conll_heldout_entities": carves["conll"].stats["heldout_entities"]}
+    # Where and what ran: kept from the invocation that trained, not from a later one that writes the table only.
+    ran = {"machine": machine(), "engine": engine_source(), "command": command}
+    data["meta"] = {**ran, **data["meta"], **measured} if args.table_only else {**data["meta"], **ran, **measured}
     started = time.monotonic()
     done = {(r["case"], r["seed"], r["size"]) for r in data["runs"]}
     for seed in [] if args.table_only else args.seeds:
@@ -219,7 +223,7 @@ def main() -> None:
             partial.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
             partial.replace(args.results)
             print(f"seed {seed}: {case}: {record['metrics']} ({record['train_seconds']:.0f} s)", flush=True)
-    table = write_table(data, args.seeds, command)
+    table = write_table(data, args.seeds, data["meta"]["command"])
     args.results.with_suffix(".md").write_text(table)
     print(table)
 
