@@ -27,7 +27,7 @@ from engine.model.multitask import MultiTaskModel, save_tasks_model, write_task_
 from engine.plugins.manager import PluginManager
 from engine.training.batching import Batches, LengthGroupedBatches, StreamBatches, TaskBatches, TaskLoader
 from engine.training.evaluation import Evaluator, save_weights
-from engine.training.plan import count, describe_adapter, describe_splits
+from engine.training.plan import count, describe_adapter, describe_batch, describe_device, describe_splits
 from engine.training.writer import RunWriter
 
 #: How the plan and docs/multitask.md define an epoch of a multi-task run.
@@ -98,10 +98,17 @@ def print_tasks_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerSta
         f"  model     {resolved.model.name}: {count(total)} parameters, {count(trainable)} trainable "
         f"({trainable / max(total, 1):.1%}); one encoder, {len(resolved.tasks)} heads{describe_adapter(adapter)}\n"
         + "".join(lines)
-        + f"  sampler   {resolved.sampler}; {EPOCH} ({len(order):,})\n"
+        + f"  sampler   {describe_sampler(resolved.sampler)}; {EPOCH} ({len(order):,})\n"
         f"  training  {state.max_steps:,} steps ({state.steps_per_epoch:,} per epoch, {state.epochs} epoch(s)), "
-        f"batch {training.batch_size} x {accelerator.num_processes} process(es)\n"
-        f"  device    {accelerator.device.type}, {accelerator.mixed_precision}, {torch.get_num_threads()} thread(s)")
+        f"{describe_batch(training, accelerator.num_processes)}\n"
+        f"  device    {describe_device(accelerator)}")
+
+
+def describe_sampler(sampler: Any) -> str:
+    """How the plan names the sampler: ``proportional``, ``uniform``, ``temperature (T 2)``."""
+    if isinstance(sampler, dict):
+        return f"{sampler.get('name')} (T {sampler.get('T', 2.0):g})"
+    return str(sampler)
 
 
 class TasksWriter(RunWriter):

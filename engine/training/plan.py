@@ -30,19 +30,29 @@ def print_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerState, sp
         steps = f"{state.max_steps:,} steps over the stream"
     else:
         steps = f"{state.max_steps:,} steps ({state.steps_per_epoch:,} per epoch, {state.epochs} epoch(s))"
-    batch = f"batch {training.batch_size} x {n} process(es)"
-    if training.gradient_accumulation_steps > 1:
-        batch += f" x {training.gradient_accumulation_steps} accumulated"
-    precision = {"no": "fp32"}.get(str(accelerator.mixed_precision), str(accelerator.mixed_precision))
     console.info(
         "Plan\n"
         f"  model     {resolved.model.name}: {count(total)} parameters, {count(trainable)} trainable "
         f"({trainable / max(total, 1):.1%}); head {resolved.head.name}{describe_adapter(adapter)}\n"
         f"  data      {data}\n"
         f"{describe_augmentation(splits['train'].augmentation)}"
-        f"  training  {steps}, {batch}\n"
-        f"  device    {accelerator.device.type}, {precision}, {torch.get_num_threads()} thread(s)"
-        + (" per process" if n > 1 else ""))
+        f"  training  {steps}, {describe_batch(training, n)}\n"
+        f"  device    {describe_device(accelerator)}")
+
+
+def describe_batch(training: Any, processes: int) -> str:
+    """The plan's batch: per process, processes, accumulation."""
+    batch = f"batch {training.batch_size} x {processes} process(es)"
+    if training.gradient_accumulation_steps > 1:
+        batch += f" x {training.gradient_accumulation_steps} accumulated"
+    return batch
+
+
+def describe_device(accelerator: Any) -> str:
+    """The plan's device line: the device, the precision, the threads (per process)."""
+    precision = {"no": "fp32"}.get(str(accelerator.mixed_precision), str(accelerator.mixed_precision))
+    return (f"{accelerator.device.type}, {precision}, {torch.get_num_threads()} thread(s)"
+            + (" per process" if accelerator.num_processes > 1 else ""))
 
 
 def describe_augmentation(summaries: list[AugmentationSummary]) -> str:

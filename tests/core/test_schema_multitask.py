@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.config.resolve import resolve
+from engine.config.resolve import read_task_file, resolve
 from engine.errors import ConfigError
 
 jsonschema = pytest.importorskip("jsonschema")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-ONE_TASK_FILES = sorted(EXAMPLES.glob("*/task.json")) + sorted(EXAMPLES.glob("*/tune.json"))
+TASK_FILES = sorted(EXAMPLES.glob("*/task.json")) + sorted(EXAMPLES.glob("*/tune.json"))
 
 
 @pytest.fixture
@@ -57,13 +57,16 @@ def accepted_by_engine(raw, registry, tmp_path):
     return True
 
 
-@pytest.mark.parametrize("path", ONE_TASK_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_the_examples_one_task_files_still_validate(validator, path):
+@pytest.mark.parametrize("path", TASK_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_examples_task_files_validate(validator, path, registry):
+    """The one-task examples as before, and the multi-task example; engine's own validation agrees."""
     validator.validate(json.loads(path.read_text(encoding="utf-8")))
+    if path.name == "task.json":
+        resolve(read_task_file(path), registry, source=path)
 
 
 def test_the_examples_are_found():
-    assert {p.parent.name for p in ONE_TASK_FILES} >= {"sentiment", "ner", "regression"}
+    assert {p.parent.name for p in TASK_FILES} >= {"sentiment", "ner", "regression", "multitask"}
 
 
 def test_a_three_task_file_validates(validator, registry, tmp_path):
