@@ -148,7 +148,7 @@ def write_table(data: dict[str, Any], seeds: list[int], command: str) -> str:
         "",
         f"Date {date.today()}, {data['meta']['machine']}. Command: `{command}`. Engine: {data['meta']['engine']}.",
         "",
-        "## Design",
+        "## Design", "",
         *(line.replace("``", "`") for line in __doc__.split("Design (printed again in the .md):", 1)[1].strip()
           .split("\n")),
         "",
