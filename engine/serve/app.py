@@ -144,10 +144,14 @@ class ServerState:
         task_file = read_json(run_dir / "task.json")
         model = task_file.get("model") if isinstance(task_file, dict) else None
         metrics = read_json(run_dir / "metrics.json")
+        name = service.loaded.name
+        if name is not None and isinstance(metrics, dict):  # a multi-task run's: "NAME.METRIC" by split
+            metrics = {split: {k.removeprefix(f"{name}."): v for k, v in values.items() if k.startswith(f"{name}.")}
+                       for split, values in metrics.items() if isinstance(values, dict)}
         meta = service.loaded.meta
         settings = {key: (str(value) if isinstance(value, Path) else value)
                     for key, value in vars(self.settings).items()}
-        return Info(task=str(meta["task"].get("name")), labels=service.spec.labels, level=service.spec.level,
+        return Info(task=str(meta["task"].get("name")), name=name, labels=service.spec.labels, level=service.spec.level,
                     form=service.form, reads_pairs=service.columns.pairs,
                     model=model.get("name") if isinstance(model, dict) else None, max_length=service.max_length,
                     engine_version=__version__, metrics=metrics if isinstance(metrics, dict) else {},

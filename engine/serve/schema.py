@@ -57,6 +57,8 @@ class Info(BaseModel):
     """``GET /info``."""
 
     task: str
+    name: str | None = Field(None, description="The task's name in a multi-task model (engine serve --task NAME); "
+                             "null for a one-task model")
     labels: list[str] | None = Field(description="The names of the head's outputs: labels, tags or targets.")
     level: str = Field(description="sequence: one output per input; token: one per token")
     form: str = Field(description="scores: /predict gives each input's labels and scores, best first; record: the "
@@ -65,7 +67,7 @@ class Info(BaseModel):
     model: str | None
     max_length: int
     engine_version: str
-    metrics: dict[str, Any]
+    metrics: dict[str, Any] = Field(description="The run's metrics.json; of a multi-task model, the served task's")
     plugins: dict[str, str]
     settings: dict[str, Any]
 

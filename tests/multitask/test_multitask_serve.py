@@ -17,13 +17,13 @@ from engine.serve.model import ModelService
 from engine.serve.settings import ServeSettings
 
 
-async def answers(predictor, run_dir, task, payload):
+async def answers(predictor, run_dir, task, payload, route="/predict"):
     app = create_app(ServeSettings(run_dir, task=task), predictor=predictor)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://engine") as client:
         while (await client.get("/ready")).status_code != 200:
             await asyncio.sleep(0.02)
-        response = await client.post("/predict", json=payload)
+        response = await client.post(route, json=payload) if payload is not None else await client.get(route)
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -37,6 +37,13 @@ def test_a_named_task_is_served_as_the_predictor_predicts_it(three_task_run):
         best = max(got, key=lambda s: s["score"])
         assert best["label"] == want["label"]
         assert best["score"] == pytest.approx(want["scores"][want["label"]], abs=1e-5)
+
+
+def test_info_names_the_served_task_and_gives_its_own_metrics(three_task_run):
+    predictor = engine.load(three_task_run.run_dir)
+    info = asyncio.run(answers(predictor, three_task_run.run_dir, "entities", None, route="/info"))
+    assert info["task"] == "tagging" and info["name"] == "entities"
+    assert "entity_f1" in info["metrics"]["validation"] and "accuracy" not in info["metrics"]["validation"]
 
 
 def test_a_multi_task_model_without_a_task_is_refused_with_its_tasks(three_task_run):
