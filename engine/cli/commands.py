@@ -379,7 +379,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     task, note = task_of_run(args.run_dir, _manager(args), trust_plugins=args.trust_plugins)
     if note:
         console.warn(note)
-    console.info(f"Report: {write_report(args.run_dir, task, note=note)}")
+    if isinstance(task, dict):  # a multi-task run: each task's sections
+        console.info(f"Report: {write_report(args.run_dir, note=note, tasks=task)}")
+    else:
+        console.info(f"Report: {write_report(args.run_dir, task, note=note)}")
     return 0
 
 

@@ -14,6 +14,7 @@ from engine.data.split import DELIVERY, Split
 from engine.errors import ConfigError, EngineError, RunDirError
 from engine.model.adapters import load_adapted_backbone
 from engine.model.encoder import EngineModel
+from engine.model.multitask import HEADS_DIR
 from engine.model.saved import load_backbone, load_head_weights, read_engine_file
 from engine.plugins.manager import PluginManager
 from engine.plugins.recorded import load_recorded_modules, recorded_choice
@@ -147,19 +148,23 @@ def read_input(loaded: LoadedModel, manager: PluginManager, file: Path, *, label
 
 def task_of_run(run_dir: Path, manager: PluginManager, *, trust_plugins: bool = False) -> tuple[Any, str | None]:
     """The run's task object, built by the plugin that declares it, for its report sections: (task, None), or
-    (None, why not). Task-file modules load from where the run recorded them only with ``trust_plugins``."""
+    (None, why not); of a multi-task run, ({NAME: task}, None). Task-file modules load from where the run recorded
+    them only with ``trust_plugins``."""
     config = read_task_json(run_dir)
-    if "tasks" in config:
-        return None, "A multi-task run: the tasks' own sections are not drawn yet (docs/multitask.md)."
     trained_with = recorded_plugins(run_dir)
     plugins = {name: str(info.get("version")) for name, info in trained_with.items()}
+    entries = config["tasks"] if isinstance(config.get("tasks"), dict) else {None: config}
+    tasks: dict[str | None, Any] = {}
     try:
         untrusted = load_recorded_modules(manager, plugins, trained_with, trust_plugins)
-        task = recorded_choice(manager, "task", config.get("task"), "task.json task", plugins, trained_with,
-                               untrusted).build()
+        for name, entry in entries.items():
+            where = f"task.json tasks.{name}.task" if name is not None else "task.json task"
+            tasks[name] = recorded_choice(manager, "task", entry.get("task"), where, plugins, trained_with,
+                                          untrusted).build()
+            folder = run_dir / "model" / (f"{HEADS_DIR}/{name}" if name is not None else "")
+            meta = read_json(folder / "engine.json")
+            if isinstance(meta, dict) and meta.get("task_state"):
+                tasks[name].load_state_dict(meta["task_state"])
     except EngineError as exc:
         return None, f"The task's own sections are left out: {exc}"
-    meta = read_json(run_dir / "model" / "engine.json")
-    if isinstance(meta, dict) and meta.get("task_state"):
-        task.load_state_dict(meta["task_state"])
-    return task, None
+    return tasks.get(None, tasks), None

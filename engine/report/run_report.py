@@ -20,9 +20,11 @@ from engine.rundir.reading import read_history, read_json, read_jsonl, read_task
 REPORT_DIR = "report"
 
 
-def write_report(run_dir: Path, task: Any = None, *, note: str | None = None) -> Path:
-    """Make RUN_DIR/report/ from the run directory; ``task`` (the run's task object) adds its sections. Returns the
-    path of index.html."""
+def write_report(run_dir: Path, task: Any = None, *, note: str | None = None,
+                 tasks: dict[str, Any] | None = None) -> Path:
+    """Make RUN_DIR/report/ from the run directory; ``task`` (the run's task object) adds its sections, or, for a
+    multi-task run, ``tasks`` (each task's object by name) add theirs on predictions/NAME/. Returns the path of
+    index.html."""
     config = read_task_json(run_dir)
     manifest = read_json(run_dir / "manifest.json") or {}
     metrics = read_json(run_dir / "metrics.json") or {}
@@ -37,17 +39,22 @@ def write_report(run_dir: Path, task: Any = None, *, note: str | None = None) ->
         curves.text("history.jsonl has no records yet: the run stopped before its first logged step.")
 
     predictions_dir = run_dir / "predictions"
-    splits = [s for s in ("validation", "test") if (predictions_dir / f"{s}.jsonl").is_file()]
-    method = getattr(task, "report", None)
+    found = 0
     if note:
         report.section("Task sections").text(note)
-    elif splits and method is not None:
-        for split in splits:
-            records = list(read_jsonl(predictions_dir / f"{split}.jsonl"))
+    named: dict[str | None, Any] = {None: task} if not tasks else dict(tasks.items())
+    for name, each in named.items():
+        folder = predictions_dir / name if name is not None else predictions_dir
+        splits = [s for s in ("validation", "test") if (folder / f"{s}.jsonl").is_file()]
+        method: Any = getattr(each, "report", None)
+        found += len(splits)
+        for split in splits if method is not None and not note else []:
+            records = list(read_jsonl(folder / f"{split}.jsonl"))
             which = "the best model's" if split == "validation" else "the saved model's"
-            method(report, f"{split} ({which} predictions, {len(records):,} rows)",
+            prefix = f"{name}: " if name is not None else ""
+            method(report, f"{prefix}{split} ({which} predictions, {len(records):,} rows)",
                    [r.get("prediction") for r in records], [r.get("reference") for r in records])
-    elif not splits:
+    if not found:
         report.section("Predictions").text("No predictions/*.jsonl: the run had not evaluated yet when it stopped, or "
                                            "it has no validation or test data.")
 

@@ -114,7 +114,7 @@ def describe_sampler(sampler: Any) -> str:
 class TasksWriter(RunWriter):
     """``RunWriter`` for a multi-task run: model/ holds one encoder and heads/NAME/ per task (and adapter/, with an
     adapter, the adapter and the same heads); predictions go to predictions/NAME/SPLIT.jsonl; no model card yet,
-    and a run report without the tasks' own sections."""
+    and the run report with each task's own sections."""
 
     def __init__(self, resolved: ResolvedTask, manager: PluginManager, *, main: bool, tokenizer: Any,
                  max_length: int, head_specs: dict[str, HeadSpec], adapter: Adapter | None,
@@ -132,14 +132,14 @@ class TasksWriter(RunWriter):
         return None
 
     def report(self) -> Path | None:
-        """The run report without the tasks' own sections (summary, learning curves, every task's metrics)."""
+        """The run report: the summary, the learning curves, every task's metrics and each task's own sections on
+        its predictions (titled with its name)."""
         from engine.report.run_report import write_report
 
         if not self.main:
             return None
         try:
-            return write_report(self.run_dir, None, note="A multi-task run: the tasks' own sections are not drawn "
-                                "yet (docs/multitask.md).")
+            return write_report(self.run_dir, tasks={name: sub.task_object for name, sub in self.tasks.items()})
         except Exception as exc:
             console.warn(f"the run report could not be written ({type(exc).__name__}: {exc}); the run itself is "
                          f"complete. Try again with: engine report {self.run_dir} --debug")

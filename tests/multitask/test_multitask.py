@@ -163,7 +163,9 @@ def test_the_run_evaluates_every_task_and_saves_one_encoder(three_task_run):
     assert json.loads((model / "heads/entities/engine.json").read_text())["head"]["name"] == "crf"
     for name in ("sentiment", "entities", "score"):
         assert (run_dir / "predictions" / name / "validation.jsonl").is_file()
-    assert (run_dir / "report/index.html").is_file()  # without the tasks' own sections
+    report = (run_dir / "report/index.html").read_text()
+    for name in ("sentiment", "entities", "score"):  # each task's own sections, titled with its name
+        assert f"{name}: validation (the best model" in report, name
     task_json = json.loads((run_dir / "task.json").read_text())
     assert task_json["tasks"]["score"]["weight"] == 0.5 and task_json["training"]["sampler"] == "proportional"
 
@@ -173,6 +175,15 @@ def test_a_multi_task_run_has_each_tasks_baseline(three_task_run):
     baseline = manifest["baseline"]
     assert {"sentiment.accuracy", "entities.entity_f1", "score.mse"} <= set(baseline["validation"])
     assert "sentiment: the training data's most frequent label" in baseline["predicts"]
+
+
+def test_engine_report_draws_every_tasks_sections_again(three_task_run, run_engine):
+    index = three_task_run.run_dir / "report/index.html"
+    index.unlink()
+    result = run_engine("report", three_task_run.run_dir)
+    assert result.exit_code == 0, result.stderr
+    report = index.read_text()
+    assert all(f"{name}: validation (the best model" in report for name in ("sentiment", "entities", "score"))
 
 
 def test_reloaded_tasks_share_one_encoder_and_one_pass_equals_each_task(three_task_run, assert_close):
