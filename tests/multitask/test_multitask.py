@@ -233,3 +233,16 @@ def test_engine_validate_names_every_task(tmp_path, run_engine):
     result = run_engine("validate", path)
     assert result.exit_code == 0, result.stderr
     assert "multi-task file (sentiment: classification" in result.stderr and "score: regression" in result.stderr
+
+
+def test_a_multi_task_runs_encoder_starts_a_one_task_run(three_task_run, tmp_path):
+    """docs/multitask.md: a small task fine-tuned alone from the encoder the tasks trained together."""
+    encoder = three_task_run.run_dir / "model"
+    (tmp_path / "reg.tsv").write_text((three_task_run.folder / "reg_train.tsv").read_text(), encoding="utf-8")
+    result = engine.train({"task": "regression", "model": {"name": str(encoder)},
+                           "data": {"train": str(tmp_path / "reg.tsv"), "validation": str(tmp_path / "reg.tsv"),
+                                    "label": "score"},
+                           "training": {"epochs": 1, "batch_size": 8}, "output_dir": str(tmp_path / "run")})
+    assert "pearson" in result.metrics["validation"]
+    trained = json.loads((tmp_path / "run/task.json").read_text())
+    assert trained["model"]["name"] == str(encoder)
