@@ -140,3 +140,8 @@ def callback_monitor_issues(callbacks: list[Any], directions: dict[str, str]) ->
 def sampler_dict(sampler: SamplerConfig) -> Any:
     """How task.json records the sampler: its name, or ``{"name": "temperature", "T": ...}``."""
     return sampler.model_dump() if sampler.name == "temperature" else sampler.name
+
+def of_task(values: dict[str, Any], name: str) -> dict[str, Any]:
+    """One task's part of a multi-task run's ``NAME.KEY`` entries (metrics, data files), ``NAME.`` taken off."""
+    prefix = f"{name}."
+    return {k.removeprefix(prefix): v for k, v in values.items() if k.startswith(prefix)}

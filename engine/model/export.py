@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engine.config.multitask import of_task
 from engine.model.card import model_card
 from engine.model.encoder import EngineModel
 from engine.model.saved import HF_AUTO_CLASSES, save_model, unwrap
@@ -41,10 +42,7 @@ def task_card(meta: dict[str, Any], name: str, *, level: str, metrics: dict[str,
     """The README.md of task ``name`` exported from a multi-task run: ``meta``, the exported engine.json; the run's
     metrics.json, manifest.json and task.json, of which the card shows the task's own metrics and data files
     (``NAME.METRIC``, ``NAME.SPLIT`` there)."""
-    prefix = f"{name}."
-    own_metrics = {split: {k.removeprefix(prefix): v for k, v in values.items() if k.startswith(prefix)}
-                   for split, values in metrics.items() if isinstance(values, dict)}
-    data = manifest.get("data") or {}
-    own_manifest = {**manifest, "data": {k.removeprefix(prefix): v for k, v in data.items() if k.startswith(prefix)}}
+    own_metrics = {split: of_task(values, name) for split, values in metrics.items() if isinstance(values, dict)}
+    own_manifest = {**manifest, "data": of_task(manifest.get("data") or {}, name)}
     return model_card(meta, {split: values for split, values in own_metrics.items() if values}, own_manifest,
                       task_config=task_config, level=level, name=title, model_path=model_path)

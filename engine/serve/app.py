@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import console
+from engine.config.multitask import of_task
 from engine.errors import EngineError
 from engine.rundir.reading import read_json
 from engine.serve.batching import Job
@@ -146,8 +147,7 @@ class ServerState:
         metrics = read_json(run_dir / "metrics.json")
         name = service.loaded.name
         if name is not None and isinstance(metrics, dict):  # a multi-task run's: "NAME.METRIC" by split
-            metrics = {split: {k.removeprefix(f"{name}."): v for k, v in values.items() if k.startswith(f"{name}.")}
-                       for split, values in metrics.items() if isinstance(values, dict)}
+            metrics = {split: of_task(values, name) for split, values in metrics.items() if isinstance(values, dict)}
         meta = service.loaded.meta
         settings = {key: (str(value) if isinstance(value, Path) else value)
                     for key, value in vars(self.settings).items()}
