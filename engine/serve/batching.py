@@ -98,13 +98,13 @@ Forward = Callable[[list[dict[str, Any]]], tuple[list[Any], list[Any]]]
 class Batcher:
     """The queue and the model's thread. ``forward(features)`` runs the model on a batch and gives each feature's
     output and raw output; ``finished(jobs)`` takes the jobs a batch completed or failed (from the model's thread:
-    it should hand them on quickly); ``idle()``, when given, is called from the model's thread each time a batch
-    leaves the queue empty."""
+    it should hand them on quickly); ``after_batch()``, when given, is called from the model's thread after each
+    batch (the server's memory trim, which keeps its own pace)."""
 
     def __init__(self, forward: Forward, finished: Callable[[list[Job]], None], metrics: Metrics, *,
                  max_batch_tokens: int, max_batch_requests: int | None, max_wait_ms: float,
-                 idle: Callable[[], None] | None = None) -> None:
-        self.forward, self.finished, self.metrics, self.idle = forward, finished, metrics, idle
+                 after_batch: Callable[[], None] | None = None) -> None:
+        self.forward, self.finished, self.metrics, self.after_batch = forward, finished, metrics, after_batch
         self.max_tokens, self.max_requests, self.max_wait = max_batch_tokens, max_batch_requests, max_wait_ms / 1000
         self.condition = threading.Condition()
         self.pending: list[Item] = []
@@ -155,8 +155,8 @@ class Batcher:
                 if batch is None:
                     return
             self.run(batch)
-            if self.idle is not None and not self.pending:
-                self.idle()
+            if self.after_batch is not None:
+                self.after_batch()
 
     def next_batch(self) -> list[Item] | None:
         """Under the lock: wait for work, then take a batch off the queue; None once stopping."""

@@ -73,9 +73,10 @@ class ModelService:
         self.form = "record"  # "scores" once the warm-up shows the task's records carry them
         self.metrics = metrics
         self.prep = ThreadPoolExecutor(1, thread_name_prefix="engine-serve-prep")
-        self.batcher = Batcher(self.forward, self.finished, metrics, max_batch_tokens=settings.max_batch_tokens,
+        self.batcher = Batcher(self.forward, self.finished, metrics,
+                               max_batch_tokens=settings.batch_tokens(self.device),
                                max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,
-                               idle=Trimmer())
+                               after_batch=Trimmer())
 
     @property
     def raw_scores_available(self) -> bool:

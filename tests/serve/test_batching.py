@@ -138,10 +138,12 @@ def test_what_waits_at_stop_fails_with_a_reason():
     assert "shut down before computing" in str(waiting.error)
 
 
-def test_idle_is_called_only_when_a_batch_leaves_the_queue_empty():
-    model, idle_at = Recorder(), []
+def test_after_batch_is_called_after_every_batch_even_with_inputs_waiting():
+    # An overloaded server's queue never empties: a hook that waited for that (the memory trim did) never ran, and
+    # the server's memory grew step by step.
+    model, called_at = Recorder(), []
     batcher = Batcher(model.forward, model.done, Metrics(), max_batch_tokens=10_000, max_batch_requests=1,
-                      max_wait_ms=0, idle=lambda: idle_at.append(len(model.batches)))
+                      max_wait_ms=0, after_batch=lambda: called_at.append(len(model.batches)))
     batcher.start()
     model.hold.clear()
     batcher.submit(job(10))
@@ -150,6 +152,6 @@ def test_idle_is_called_only_when_a_batch_leaves_the_queue_empty():
     batcher.submit(job(30))
     model.hold.set()
     wait_until(lambda: len(model.finished) == 3)
-    wait_until(lambda: len(idle_at) == 1)
+    wait_until(lambda: len(called_at) == 3)
     batcher.stop()
-    assert idle_at == [3]  # not after the first two batches: inputs were still waiting
+    assert called_at == [1, 2, 3]  # after the first two batches too, while inputs were still waiting

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import torch
 
 import engine
 
@@ -172,5 +173,25 @@ def test_quantized_serving_gives_engine_predict_quantize_int8(classification_run
     async def scenario() -> None:
         async with serve(predictor) as client:
             same((await client.post("/predict", json={"inputs": texts, "records": True})).json(), expected)
+
+    asyncio.run(scenario())
+
+
+def test_the_batch_budget_defaults_by_device_and_info_gives_the_one_in_force(classification_run, serve):
+    # A CPU's batches are kept small (their time and memory grow with their tokens), a GPU's large; a given budget
+    # wins on both; /info says which budget the server runs with, not the unset option.
+    from engine.serve.settings import DEFAULT_BATCH_TOKENS, ServeSettings
+
+    settings = ServeSettings(classification_run.run_dir)
+    assert settings.batch_tokens(torch.device("cpu")) == DEFAULT_BATCH_TOKENS["cpu"] == 1024
+    assert settings.batch_tokens("cuda:1") == settings.batch_tokens("mps") == DEFAULT_BATCH_TOKENS["accelerator"]
+    assert ServeSettings(classification_run.run_dir, max_batch_tokens=300).batch_tokens("cpu") == 300
+    predictor = engine.load(classification_run.run_dir)
+
+    async def scenario() -> None:
+        async with serve(predictor) as client:
+            assert (await client.get("/info")).json()["settings"]["max_batch_tokens"] == 1024
+        async with serve(predictor, max_batch_tokens=300) as client:
+            assert (await client.get("/info")).json()["settings"]["max_batch_tokens"] == 300
 
     asyncio.run(scenario())
