@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from engine.hookspecs import hookimpl
     from engine.registry import Augmentation, Metric, Register
     from engine.report.document import Report
-    from engine.task import Task
+    from engine.task import PublishedScore, Task
 
 from engine.version import __version__
 
@@ -37,6 +37,7 @@ _EXPORTS = {
     "Augmentation": "engine.registry", "Metric": "engine.registry", "Register": "engine.registry",
     "Report": "engine.report.document",
     "Task": "engine.task",
+    "PublishedScore": "engine.task",
     "train": "engine.api.runs", "RunResult": "engine.api.runs", "load": "engine.api.predictor",
     "Predictor": "engine.api.predictor", "export": "engine.api.exporting", "Exported": "engine.api.exporting",
 }
@@ -55,6 +56,7 @@ __all__ = [
     "Metric",
     "PluginError",
     "Predictor",
+    "PublishedScore",
     "Register",
     "Report",
     "RunResult",

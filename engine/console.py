@@ -183,6 +183,30 @@ def metrics_table(metrics: dict[str, dict[str, float]], title: str = "Metrics",
         results.print(f"baseline: {escape(baseline_name)}, the text ignored", style="dim")
 
 
+def published_table(entries: list[dict[str, Any]]) -> None:
+    """Published scores on the run's benchmark beside its own (``RunResult.published``): "is this good?". A name the
+    task does not know gets one line naming the ones it does."""
+    for entry in entries:
+        task = f"{entry['task']}: " if entry.get("task") else ""
+        if not entry["scores"]:
+            known = ", ".join(entry["known"]) or "none"
+            results.print(f"{escape(task)}no published score known for data.benchmark {entry['benchmark']!r} and "
+                          f"this run's metrics (known benchmarks: {escape(known)})", style="dim")
+            continue
+        by_metric: dict[str, list[dict[str, Any]]] = {}
+        for row in entry["scores"]:
+            by_metric.setdefault(row["metric"], []).append(row)
+        for metric, rows in by_metric.items():
+            results.print(f"{escape(task)}[bold]published on {escape(entry['benchmark'])}[/], beside this run's "
+                          f"{escape(metric)} {rows[0]['run']:.4f} ({escape(rows[0]['run_split'])}):")
+            for row in rows:
+                size = ", this model's size" if row["same_size"] else ""
+                results.print(f"  {row['published']:.4f}  {escape(row['model'])}{size}; "
+                              f"{escape(row['published_split'])}; {escape(row['source'])}")
+        results.print("published scores: full training sets, the benchmark's own splits and tuned settings; a "
+                      "smaller model, or another split, scores lower", style="dim")
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"

@@ -7,6 +7,7 @@ predictions (``outputs``, ``predictions``, ``references``). The rest has default
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,6 +16,22 @@ if TYPE_CHECKING:
     from engine.data.split import Split
     from engine.head import HeadOutput, HeadSpec
     from engine.report.document import Report
+
+
+@dataclass(frozen=True)
+class PublishedScore:
+    """A model's published score on a public benchmark, printed beside a run's own when its task file names the
+    benchmark (``data.benchmark``): the answer to "is this good?". ``value`` is on the run metric's scale (0.935,
+    not 93.5); ``layers`` and ``hidden_size`` give the model's size, so that the nearest size comes first."""
+
+    benchmark: str
+    metric: str
+    value: float
+    model: str
+    split: str
+    source: str
+    layers: int | None = None
+    hidden_size: int | None = None
 
 
 class Task:
@@ -43,6 +60,9 @@ class Task:
     tag_names: list[str] | None = None
     #: What ``baseline`` predicts, for the metrics table ("the most frequent label in the training data").
     baseline_name: str = ""
+    #: Published scores on public benchmarks (``PublishedScore``), printed beside a run's scores when its task file
+    #: names one of their benchmarks in ``data.benchmark``.
+    published_scores: tuple[PublishedScore, ...] = ()
 
     # --- data ----------------------------------------------------------------------------------------------------
 

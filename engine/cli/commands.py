@@ -226,6 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if result.metrics:
         console.metrics_table(result.metrics, baseline=result.baseline, baseline_name=result.baseline_name)
+        console.published_table(result.published)
     report = f", report: {result.report}" if result.report else ""
     console.info(f"Saved to [bold]{result.run_dir}[/] (model: {result.run_dir / 'model'}{report})")
     return 0

@@ -56,6 +56,10 @@ class DataOptions(BaseModel):
     num_proc: int | None = Field(
         None, ge=1, description="Processes that tokenize; default: one per CPU core (at most 8) for large splits."
     )
+    benchmark: str | None = Field(
+        None, description="The public benchmark this data is (e.g. 'sst2', 'stsb', 'conll2003'): the run prints "
+        "published scores on it beside its own (a task's known ones; a name it does not know prints which it knows)."
+    )
     validation_split: float | None = Field(
         None, gt=0, lt=1, description="Hold out this share of the training rows as validation data (seeded by "
         "training.seed), for data without a validation file."
@@ -74,9 +78,9 @@ class DataOptions(BaseModel):
         return {name: value for name in SPLITS if (value := getattr(self, name))}
 
 
-# Options that say which files and how to deliver their rows, not what the rows are: not part of a cache key, and
-# not carried over when `engine predict` reads its input the way the training data was read.
-DELIVERY = {*SPLITS, "streaming", "fit_rows", "num_proc", "validation_split"}
+# Options that say which files and how to deliver their rows (or what the data is called), not what the rows are: not
+# part of a cache key, and not carried over when `engine predict` reads its input the way the training data was read.
+DELIVERY = {*SPLITS, "streaming", "fit_rows", "num_proc", "validation_split", "benchmark"}
 
 
 class Split:

@@ -53,6 +53,34 @@ def baseline_values(task: Any, metrics: list[Any], train: Split, split: Split) -
     return {k: v if isinstance(v, (int, float)) and math.isfinite(v) else None for k, v in values.items()}
 
 
+def published_beside(task: Any, benchmark: str | None, results: dict[str, dict[str, float]],
+                     config: Any) -> list[dict[str, Any]]:
+    """The task's published scores on ``benchmark`` (``Task.published_scores``) whose metric the run computed, each
+    with the run's own value (of its test split, else its validation split): models of the run's size first (the
+    backbone's ``config``: layers, hidden size), then the nearest. [] without a benchmark or a known score."""
+    if not benchmark:
+        return []
+    size = (getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None))
+    rows = []
+    for score in getattr(task, "published_scores", ()):
+        found = next(((split, results[split][score.metric]) for split in ("test", "validation")
+                      if isinstance(results.get(split, {}).get(score.metric), (int, float))), None)
+        if score.benchmark != benchmark or found is None:
+            continue
+        distance = sum(abs(math.log2(mine / theirs)) for mine, theirs in zip(size, (score.layers, score.hidden_size))
+                       if mine and theirs)
+        rows.append((distance, {"benchmark": score.benchmark, "metric": score.metric, "published": score.value,
+                                "model": score.model, "published_split": score.split, "source": score.source,
+                                "same_size": (score.layers, score.hidden_size) == size, "run": found[1],
+                                "run_split": found[0]}))
+    return [row for _, row in sorted(rows, key=lambda pair: pair[0])]
+
+
+def known_benchmarks(task: Any) -> list[str]:
+    """The benchmarks the task knows published scores of."""
+    return sorted({score.benchmark for score in getattr(task, "published_scores", ())})
+
+
 def write_predictions(path: Path, split: Split, scores: Scores) -> None:
     """RUN_DIR/predictions/SPLIT.jsonl: per row, its line in the data file, the prediction and the reference (what
     the run report reads), written whole or not at all."""

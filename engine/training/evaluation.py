@@ -13,7 +13,7 @@ from engine.callbacks import TrainerState
 from engine.data.split import Split
 from engine.errors import EngineError
 from engine.inference.loop import infer
-from engine.inference.scores import Scores, baseline_values, compute_metrics
+from engine.inference.scores import Scores, baseline_values, compute_metrics, known_benchmarks, published_beside
 from engine.rundir.checkpoints import checkpoint_dir
 from engine.training.writer import RunWriter
 
@@ -23,8 +23,10 @@ class Evaluator:
 
     def __init__(self, model: torch.nn.Module, unwrapped: torch.nn.Module, *, task: Any, tokenizer: Any,
                  metrics: list[Any], splits: dict[str, Split], features: dict[str, Any], accelerator: Any,
-                 batch_size: int, writer: RunWriter, fitted_on: Split | None = None) -> None:
+                 batch_size: int, writer: RunWriter, fitted_on: Split | None = None,
+                 benchmark: str | None = None) -> None:
         self.model, self.unwrapped, self.task, self.tokenizer = model, unwrapped, task, tokenizer
+        self.benchmark = benchmark  # data.benchmark: the public benchmark whose published scores are shown
         self.metrics, self.splits, self.features = metrics, splits, features
         self.fitted_on = fitted_on  # the training rows the task was fitted on: what its baseline learns from
         self.accelerator, self.batch_size, self.writer = accelerator, batch_size, writer
@@ -74,6 +76,11 @@ class Evaluator:
                     found[name] = values
         return found
 
+    def published(self, results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+        """The published scores on the run's benchmark beside its own (``published_beside``), with the benchmarks
+        the task knows: one entry, or none when the task file names no benchmark."""
+        return published_entry(None, self.task, self.benchmark, results, self.unwrapped)
+
     def final_scores(self, state: TrainerState) -> dict[str, dict[str, float]]:
         """The final model's metrics.json: its validation scores and, when there is a test split, its test scores
         (and their predictions)."""
@@ -103,3 +110,14 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import load_file
 
     model.load_state_dict(load_file(str(path)))
+
+
+def published_entry(name: str | None, task: Any, benchmark: str | None, results: dict[str, dict[str, float]],
+                    model: Any) -> list[dict[str, Any]]:
+    """One task's published scores beside the run's (``name``: its name in a multi-task run), as a list of one
+    entry, or [] without a benchmark."""
+    if not benchmark:
+        return []
+    config = getattr(getattr(model, "backbone", None), "config", None)
+    return [{"task": name, "benchmark": benchmark, "known": known_benchmarks(task),
+             "scores": published_beside(task, benchmark, results, config)}]

@@ -14,7 +14,7 @@ from engine import console
 from engine.atomic import replace_dir
 from engine.callbacks import TrainerState
 from engine.config.choice import ResolvedTask
-from engine.config.multitask import COMBINED
+from engine.config.multitask import COMBINED, of_task
 from engine.data.features import lengths, row_starts
 from engine.data.split import Split
 from engine.errors import ConfigError, ConfigIssue, EngineError
@@ -26,7 +26,7 @@ from engine.model.encoder import EngineModel
 from engine.model.multitask import MultiTaskModel, save_tasks_model, write_task_heads
 from engine.plugins.manager import PluginManager
 from engine.training.batching import Batches, LengthGroupedBatches, StreamBatches, TaskBatches, TaskLoader
-from engine.training.evaluation import Evaluator, save_weights
+from engine.training.evaluation import Evaluator, published_entry, save_weights
 from engine.training.plan import count, describe_adapter, describe_batch, describe_device, describe_splits
 from engine.training.writer import RunWriter
 
@@ -219,6 +219,15 @@ class TasksEvaluator(Evaluator):
                 if values is not None:
                     found.setdefault(split, {}).update({f"{name}.{k}": v for k, v in values.items()})
         return found
+
+    def published(self, results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+        """Each task's published scores on its benchmark beside its own (``data.benchmark`` in its entry)."""
+        entries = []
+        for name, task in self.tasks.items():
+            own = {split: of_task(values, name) for split, values in results.items()}
+            entries += published_entry(name, task.task_object, getattr(task.data.options, "benchmark", None), own,
+                                       self.tasks_model)
+        return entries
 
     def with_split(self, split: str) -> list[str]:
         return [name for name in self.tasks if split in self.task_splits[name]]

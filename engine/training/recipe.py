@@ -162,7 +162,8 @@ class Run:
         evaluator = Evaluator(model, unwrapped, task=self.task, tokenizer=tokenizer, metrics=metrics, splits=splits,
                               features=features, accelerator=accelerator,
                               batch_size=training.eval_batch_size or training.batch_size * 2, writer=writer,
-                              fitted_on=fitting_rows(resolved, splits["train"]))
+                              fitted_on=fitting_rows(resolved, splits["train"]),
+                              benchmark=getattr(resolved.data.options, "benchmark", None))
         return Trainer(training, accelerator, state, callbacks, model=model, unwrapped=unwrapped, optimizer=optimizer,
                        scheduler=scheduler, batches=batches, freezer=parts.freezer, evaluator=evaluator, writer=writer)
 

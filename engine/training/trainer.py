@@ -33,6 +33,9 @@ class RunResult:
     #: The task's baseline (``Task.baseline``) on the validation and test splits, by split, and what it predicts.
     baseline: dict[str, dict[str, float | None]] = field(default_factory=dict)
     baseline_name: str = ""
+    #: Published scores on the benchmark the task file names (``data.benchmark``) beside the run's own: one entry
+    #: per task that names one (``Evaluator.published``).
+    published: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Trainer:
@@ -201,11 +204,13 @@ class Trainer:
         self.evaluator.load_best(state)
         results = self.evaluator.final_scores(state)
         baseline, baseline_name = self.evaluator.baselines(), self.evaluator.baseline_name()
+        published = self.evaluator.published(results)
         hf_loadable = writer.model(self.unwrapped)
         writer.metrics(results)
-        extra = {"baseline": {"predicts": baseline_name, **baseline}} if baseline else {}
+        extra: dict[str, Any] = {"baseline": {"predicts": baseline_name, **baseline}} if baseline else {}
+        extra |= {"published": published} if published else {}
         writer.manifest("completed", {**completed(state, accelerator.num_processes, hf_loadable), **extra})
         report = writer.report() if self.training.report else None
         accelerator.wait_for_everyone()
         accelerator.end_training()
-        return RunResult(writer.run_dir, results, hf_loadable, report, baseline, baseline_name)
+        return RunResult(writer.run_dir, results, hf_loadable, report, baseline, baseline_name, published)

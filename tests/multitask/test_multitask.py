@@ -177,6 +177,17 @@ def test_a_multi_task_run_has_each_tasks_baseline(three_task_run):
     assert "sentiment: the training data's most frequent label" in baseline["predicts"]
 
 
+def test_a_task_naming_its_benchmark_gets_the_published_scores_beside_its_own(three_task_run):
+    # Only the entities task names one (data.benchmark: conll2003); its score is its own, not the combined one.
+    (entry,) = json.loads((three_task_run.run_dir / "manifest.json").read_text())["published"]
+    assert (entry["task"], entry["benchmark"]) == ("entities", "conll2003")
+    own = three_task_run.result.metrics["validation"]["entities.entity_f1"]
+    assert {(row["metric"], row["run"], row["run_split"]) for row in entry["scores"]} == {
+        ("entity_f1", own, "validation")}
+    assert [row["published"] for row in entry["scores"]] == [0.924, 0.928]  # BERT-base, nearer this size, first
+    assert entry == three_task_run.result.published[0]
+
+
 def test_engine_report_draws_every_tasks_sections_again(three_task_run, run_engine):
     index = three_task_run.run_dir / "report/index.html"
     index.unlink()

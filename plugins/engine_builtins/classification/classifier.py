@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from engine import LINE, DataError, Split
 from engine.head import HeadOutput, HeadSpec
 from engine.task import Task
+from engine_builtins import published
 from engine_builtins.classification.options import ClassificationOptions
 from engine_builtins.sentence_inputs import encode_texts, pad_batch
 
@@ -135,6 +136,7 @@ class ClassificationTask(Task):
         return result
 
     baseline_name = "the training data's most frequent label"
+    published_scores = published.CLASSIFICATION
 
     def baseline(self, train: Split, split: Split) -> list[Any]:
         """Every row: the training data's most frequent label (multi-label: each label most training rows have),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from engine import LINE, DataError, Split
 from engine.head import HeadOutput, HeadSpec
 from engine.task import Task
+from engine_builtins import published
 from engine_builtins.regression.options import RegressionOptions
 from engine_builtins.sentence_inputs import encode_texts, pad_batch
 
@@ -139,6 +140,7 @@ class RegressionTask(Task):
         return values
 
     baseline_name = "the training data's mean"
+    published_scores = published.REGRESSION
 
     def baseline(self, train: Split, split: Split) -> list[Any]:
         """Every row: each target's mean over the training rows."""

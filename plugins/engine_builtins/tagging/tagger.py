@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from engine import LINE, DataError, Split, console
 from engine.head import HeadOutput, HeadSpec
 from engine.task import Task
+from engine_builtins import published
 from engine_builtins.sentence_inputs import pad_batch
 from engine_builtins.tagging.alignment import merge_windows, tokenize_sentences, window_features
 from engine_builtins.tagging.options import TaggingOptions
@@ -235,6 +236,7 @@ class TaggingTask(Task):
         return values
 
     baseline_name = "no entity (every word O)"
+    published_scores = published.TAGGING
 
     def baseline(self, train: Split, split: Split) -> list[Any]:
         """Every word of every row: O."""
