@@ -62,6 +62,25 @@ def load_model(path: Path, manager: PluginManager, *, trust_plugins: bool = Fals
     return loaded
 
 
+def run_sections(directory: Path, name: str | None) -> dict[str, Any]:
+    """The task file's sections as the run recorded them in its task.json (every option, defaults filled in), for the
+    model in ``directory`` (a run's model/; ``name``: its task in a multi-task run); {} for a model folder outside a
+    run directory."""
+    config = read_json(directory.parent / "task.json")
+    if isinstance(config, dict) and name is not None:
+        config = config.get("tasks", {}).get(name) if isinstance(config.get("tasks"), dict) else None
+    return config if isinstance(config, dict) else {}
+
+
+def with_recorded(section: Any, recorded: Any) -> Any:
+    """An engine.json section (the task's, the head's) with the options the run recorded filled in where it lacks
+    them: a model saved before 0.3 kept only what its task file wrote, so that loading it under later defaults would
+    build another head (another pooling) than the one trained. engine.json's own values win."""
+    if isinstance(section, dict) and isinstance(recorded, dict) and recorded.get("name") == section.get("name"):
+        return {**recorded, **section}
+    return section
+
+
 def task_refusal(directory: Path, task: str | None, tasks: list[str]) -> str:
     """Why ``task`` does not name one task of the model in ``directory`` (which has ``tasks``, or one task)."""
     if not tasks:
@@ -95,8 +114,9 @@ def build_loaded(directory: Path, meta: dict[str, Any], manager: PluginManager, 
     trained_with = recorded_plugins(directory.parent)
     untrusted = load_recorded_modules(manager, plugins, trained_with, trust_plugins)
     choose = partial(recorded_choice, manager, plugins=plugins, trained_with=trained_with, untrusted=untrusted)
-    task_choice = choose("task", meta["task"], "engine.json task")
-    head_choice = choose("build_head", meta["head"], "engine.json head")
+    recorded = run_sections(directory, name)
+    task_choice = choose("task", with_recorded(meta["task"], recorded.get("task")), "engine.json task")
+    head_choice = choose("build_head", with_recorded(meta["head"], recorded.get("head")), "engine.json head")
     data = meta.get("data", {}).get("options")
     data_choice = None
     if data:

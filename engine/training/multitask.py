@@ -155,8 +155,8 @@ class TasksWriter(RunWriter):
         for name, sub in self.tasks.items():
             plugins = {c.component.plugin: infos[c.component.plugin].version
                        for c in (sub.task, sub.head, sub.data) if c.component.plugin in infos}
-            metas[name] = {"task": sub.task.raw, "task_state": sub.task_object.state_dict(), "head": sub.head.raw,
-                           "plugins": plugins, "data": {"format": sub.data.name, "options": sub.data.raw},
+            metas[name] = {"task": sub.task.filled, "task_state": sub.task_object.state_dict(), "head": sub.head.filled,
+                           "plugins": plugins, "data": {"format": sub.data.name, "options": sub.data.filled},
                            "weight": self.resolved.weights[name]}
         plugins = {k: v for meta in metas.values() for k, v in meta["plugins"].items()}
         extra: dict[str, Any] = {"max_length": self.max_length, "plugins": plugins}

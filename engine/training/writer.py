@@ -79,11 +79,11 @@ class RunWriter:
         extra = {"max_length": self.max_length,
                  "plugins": {c.component.plugin: infos[c.component.plugin].version
                              for c in (resolved.task, resolved.head, resolved.data) if c.component.plugin in infos},
-                 "data": {"format": resolved.data.name, "options": resolved.data.raw}}
+                 "data": {"format": resolved.data.name, "options": resolved.data.filled}}
         if self.adapter is not None:
             extra["merged_adapter"] = self.adapter_dir(model, self.adapter, extra)
         hf_loadable = save_model(
-            tmp, model, self.tokenizer, task_config=resolved.task.raw, head_config=resolved.head.raw,
+            tmp, model, self.tokenizer, task_config=resolved.task.filled, head_config=resolved.head.filled,
             task_state=self.task.state_dict(), hf_config=self.task.hf_config(),
             num_outputs=self.head_spec.num_outputs, extra=extra,
         )
@@ -96,7 +96,8 @@ class RunWriter:
         described = adapter_meta(resolved.model.name, resolved.model.revision, adapter)
         shutil.rmtree(tmp, ignore_errors=True)
         write_adapter_dir(tmp, adapter, model.head, self.tokenizer,
-                          {"task": resolved.task.raw, "task_state": self.task.state_dict(), "head": resolved.head.raw,
+                          {"task": resolved.task.filled, "task_state": self.task.state_dict(),
+                           "head": resolved.head.filled,
                            "transformers_loadable": False, **extra, "adapter": described})
         replace_dir(tmp, self.run_dir / ADAPTER_DIR)
         model.backbone = adapter.merge()

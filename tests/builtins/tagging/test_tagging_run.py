@@ -86,7 +86,8 @@ def test_run_scores_entities_and_saves_a_crf_model(crf_run):
             "entity_f1/LOC", "entity_f1/ORG", "entity_f1/PER"} <= set(metrics)
     assert metrics["entity_f1"] > 0.9  # the toy entities are learnable
     meta = json.loads((crf_run / "model" / "engine.json").read_text())
-    assert meta["head"] == {"name": "crf"} and meta["transformers_loadable"] is False
+    assert meta["head"] == {"name": "crf", "dropout": 0.1, "constrained": True}  # every option, defaults too
+    assert meta["transformers_loadable"] is False
     assert meta["task_state"]["tags"] == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     resolved = json.loads((crf_run / "task.json").read_text())
     assert resolved["training"]["batch_size"] == 16 and resolved["metrics"][0] in ("entity_f1", {"name": "entity_f1"})
