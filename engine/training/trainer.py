@@ -50,6 +50,7 @@ class Trainer:
         self.batches, self.freezer, self.evaluator, self.writer = batches, freezer, evaluator, writer
         self.checkpoints = Checkpoints(accelerator, writer.run_dir, training, state, callbacks)
         self.clock = Clock(state)
+        self.step_weights: list[float] = []  # the loss weights of the step's batches so far (multi-task runs)
 
     # --- training ----------------------------------------------------------------------------------------------
 
@@ -104,11 +105,20 @@ class Trainer:
     def train_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Forward and backward, and at a step's last batch the optimizer's step; returns the batch's loss."""
         accelerator, model, optimizer = self.accelerator, self.model, self.optimizer
+        self.step_weights.append(self.loss_weight(batch))
         with accelerator.accumulate(model):
             out = model(**batch)
             accelerator.backward(self.shared_loss(out))
-            if accelerator.sync_gradients and self.training.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), self.training.max_grad_norm)
+            if accelerator.sync_gradients:
+                if self.training.max_grad_norm:
+                    # A multi-task run's loss weight scales its task's gradients, and a step holds one task's batch:
+                    # clipped to a fixed norm, a weighted gradient over the norm would lose its weight (on MiniLM,
+                    # every step: bench/multitask.py's weighted run equalled the unweighted one to every digit). The
+                    # norm scales with the step's weight, so the weight multiplies the clipped gradient:
+                    # clip(w g, w c) = w clip(g, c).
+                    scale = sum(self.step_weights) / len(self.step_weights)
+                    accelerator.clip_grad_norm_(model.parameters(), self.training.max_grad_norm * scale)
+                self.step_weights.clear()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         return out.loss
@@ -145,6 +155,11 @@ class Trainer:
             where = (f"in epoch {state.epoch + 1}, at step" if state.epoch_batches
                      else f"after epoch {state.epoch}, step")
             console.info(f"Stopping early {where} {state.global_step}")
+
+    def loss_weight(self, batch: dict[str, Any]) -> float:
+        """The loss weight of ``batch``'s task (a multi-task run's ``weight``); 1 for a one-task run."""
+        weights = getattr(self.unwrapped, "weights", None)
+        return float(weights.get(str(batch["task"]), 1.0)) if weights and "task" in batch else 1.0
 
     def shared_loss(self, out: HeadOutput) -> torch.Tensor:
         """The loss to differentiate: under DDP, which averages the processes' gradients with equal weights, a loss

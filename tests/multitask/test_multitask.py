@@ -257,3 +257,28 @@ def test_a_multi_task_runs_encoder_starts_a_one_task_run(three_task_run, tmp_pat
     assert "pearson" in result.metrics["validation"]
     trained = json.loads((tmp_path / "run/task.json").read_text())
     assert trained["model"]["name"] == str(encoder)
+
+
+def test_a_loss_weight_survives_gradient_clipping(multitask_files, tiny_model_dir, tmp_path):
+    # One step of plain SGD with every gradient clipped (max_grad_norm far under any gradient's norm): tasks weighted
+    # 3 move the encoder three times as far as tasks weighted 1, whichever task the step draws. Clipping to a fixed
+    # norm undid any weight: both steps were the same (bench/multitask.py's weighted run equalled the unweighted one
+    # to every digit).
+    from safetensors.torch import load_file
+
+    start = {k: v for k, v in load_file(str(tiny_model_dir / "model.safetensors")).items() if v.is_floating_point()}
+    moved = {}
+    for weight in (1.0, 3.0):
+        folder = tmp_path / f"weight{weight:g}"
+        folder.mkdir()
+        task = multitask_files(folder, max_steps=1, max_grad_norm=1e-4)
+        for entry in task["tasks"].values():
+            entry["weight"] = weight
+        task |= {"optimizer": {"name": "sgd", "lr": 100.0, "momentum": 0.0},
+                 "scheduler": {"name": "constant", "warmup_ratio": 0.0}}
+        (folder / "task.json").write_text(json.dumps(task), encoding="utf-8")
+        run_dir = engine.train(folder / "task.json").run_dir
+        end = load_file(str(run_dir / "model" / "model.safetensors"))
+        moved[weight] = torch.cat([(end[k].float() - v.float()).flatten() for k, v in start.items() if k in end])
+    assert moved[1.0].norm() > 0
+    assert torch.allclose(moved[3.0], 3 * moved[1.0], rtol=1e-3, atol=1e-6)  # float32 steps of ~1e-3: 1e-7 apart
