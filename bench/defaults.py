@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -41,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from augmentation import (  # bench/ is not a package: its carves and helpers, reused
+import multitask  # bench/ is not a package: its modules' helpers, reused
+from augmentation import (
     carve_conll,
     carve_sst2,
     conll_sentences,
@@ -49,7 +49,6 @@ from augmentation import (  # bench/ is not a package: its carves and helpers, r
     fmt,
     machine,
     mean_std,
-    redirected,
     write_conll,
     write_tsv,
 )
@@ -207,21 +206,10 @@ def task_defaults(task: str) -> dict[str, Any]:
 
 
 def train_one(task: dict[str, Any], folder: Path, metric: str) -> dict[str, Any]:
-    import engine
-
-    log = folder / "engine.log"
-    start = time.perf_counter()
-    try:
-        with redirected(log):
-            result = engine.train(task, output_dir=folder / "run", overwrite=True)
-    except BaseException as exc:
-        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-        raise RuntimeError(f"{exc}\n--- engine's output (end) ---\n{tail}") from exc
-    manifest = json.loads((Path(result.run_dir) / "manifest.json").read_text())
-    shutil.rmtree(result.run_dir, ignore_errors=True)
-    test = result.metrics["test"]
-    return {"score": test[metric], "metrics": test, "wall_seconds": round(time.perf_counter() - start, 1),
-            "train_seconds": manifest["training_time"]["seconds"], "steps": manifest["steps"]}
+    """bench/multitask.py's run of one task file (its test metrics, seconds, steps), with ``metric``'s value as the
+    score."""
+    record = multitask.train_one(task, folder)
+    return {"score": record["metrics"][metric], **record}
 
 
 # --- the table ---------------------------------------------------------------------------------------------------
