@@ -62,14 +62,17 @@ def load_model(path: Path, manager: PluginManager, *, trust_plugins: bool = Fals
     return loaded
 
 
-def run_sections(directory: Path, name: str | None) -> dict[str, Any]:
+def recorded_sections(directory: Path) -> dict[str | None, dict[str, Any]]:
     """The task file's sections as the run recorded them in its task.json (every option, defaults filled in), for the
-    model in ``directory`` (a run's model/; ``name``: its task in a multi-task run); {} for a model folder outside a
-    run directory."""
+    model in ``directory`` (a run's model/): by task name in a multi-task run, under None in a one-task run; {} for a
+    model folder outside a run directory."""
     config = read_json(directory.parent / "task.json")
-    if isinstance(config, dict) and name is not None:
-        config = config.get("tasks", {}).get(name) if isinstance(config.get("tasks"), dict) else None
-    return config if isinstance(config, dict) else {}
+    if not isinstance(config, dict):
+        return {}
+    tasks = config.get("tasks")
+    if isinstance(tasks, dict):
+        return {name: entry for name, entry in tasks.items() if isinstance(entry, dict)}
+    return {None: config}
 
 
 def with_recorded(section: Any, recorded: Any) -> Any:
@@ -99,22 +102,26 @@ def load_tasks(path: Path, manager: PluginManager, *, trust_plugins: bool = Fals
         raise EngineError(task_refusal(directory, None, []))
     tokenizer, backbone = load_adapted_backbone(directory, top) if top.get("adapter") else load_backbone(directory)
     shared = {k: v for k, v in top.items() if k != "tasks"}
+    sections = recorded_sections(directory)  # read once for every task
     loaded = {}
     for name, folder in tasks.items():
         meta = {**shared, **read_engine_file(directory / folder)}
-        loaded[name] = build_loaded(directory, meta, manager, trust_plugins, tokenizer, backbone, name=name)
+        loaded[name] = build_loaded(directory, meta, manager, trust_plugins, tokenizer, backbone, name=name,
+                                    recorded=sections.get(name, {}))
         load_head_weights(loaded[name].model.head, directory / folder)
     return loaded
 
 
 def build_loaded(directory: Path, meta: dict[str, Any], manager: PluginManager, trust_plugins: bool, tokenizer: Any,
-                 backbone: Any, name: str | None = None) -> LoadedModel:
-    """A saved task and head (its weights not yet loaded) on ``backbone``, built by the plugins that trained them."""
+                 backbone: Any, name: str | None = None, recorded: dict[str, Any] | None = None) -> LoadedModel:
+    """A saved task and head (its weights not yet loaded) on ``backbone``, built by the plugins that trained them.
+    ``recorded``: the run's task.json sections for this model (``recorded_sections``; read here when not given)."""
     plugins = meta.get("plugins", {})
     trained_with = recorded_plugins(directory.parent)
     untrusted = load_recorded_modules(manager, plugins, trained_with, trust_plugins)
     choose = partial(recorded_choice, manager, plugins=plugins, trained_with=trained_with, untrusted=untrusted)
-    recorded = run_sections(directory, name)
+    if recorded is None:
+        recorded = recorded_sections(directory).get(name, {})
     task_choice = choose("task", with_recorded(meta["task"], recorded.get("task")), "engine.json task")
     head_choice = choose("build_head", with_recorded(meta["head"], recorded.get("head")), "engine.json head")
     data = meta.get("data", {}).get("options")
