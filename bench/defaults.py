@@ -167,7 +167,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "epochs=5": {"training": {"epochs": 5}},
     "warmup=0": {"scheduler": {"warmup_ratio": 0.0}},
     "warmup=0.1": {"scheduler": {"warmup_ratio": 0.1}},
+    "min_steps=150": {"training": {"min_steps": 150}},
+    "min_steps=300": {"training": {"min_steps": 300}},
 }
+#: What every run sets unless its variant does: 0.2's defaults, so that the baseline stays put when engine's own
+#: defaults change (a floor of optimizer steps came after 0.2).
+BASELINE = {"training": {"min_steps": 0}}
 SEQUENCE_ONLY = {"pooling=cls", "pooling=mean", "dropout=0", "dropout=0.3"}
 TAGGING_ONLY = {"head=softmax", "label_subwords=all"}
 
@@ -179,7 +184,7 @@ def applies(variant: str, task: str) -> bool:
 def task_file(dataset: Dataset, sections: dict[str, Any], variant: str, seed: int, defaults: dict[str, Any]
               ) -> dict[str, Any]:
     """The run's task file: the dataset's task and data, the variant's change, the seed."""
-    task: dict[str, Any] = {**sections, "training": {"seed": seed, "report": False}}
+    task: dict[str, Any] = {**sections, "training": {**BASELINE["training"], "seed": seed, "report": False}}
     for key, value in VARIANTS[variant].items():
         value = dict(value)
         if key == "optimizer":  # a factor of the task's default learning rate

@@ -3,6 +3,7 @@ the components' sections (task, data, head, ...) are validated by the options mo
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -40,6 +41,10 @@ class TrainingConfig(ConfigSection):
     """The loop."""
 
     epochs: int = Field(3, ge=1, description="Passes over the training data.")
+    min_steps: int = Field(
+        0, ge=0, description="Train at least this many optimizer steps: a small training set gets more (whole) "
+        "epochs. Applies only where the task file sets neither epochs nor max_steps, or sets min_steps itself; "
+        "not to a streamed split.")
     max_steps: int | None = Field(
         None, ge=1, description="Stop after this many optimizer steps, whatever the epochs (the schedule spans them)."
     )
@@ -73,6 +78,19 @@ class TrainingConfig(ConfigSection):
         + ". Each logs the training loss, the learning rate, every evaluation and the resolved task file; "
         "TensorBoard's event files go to RUN_DIR/tensorboard/.")
     report: bool = Field(True, description="Write RUN_DIR/report/index.html (plots and tables) when the run ends.")
+
+    @model_validator(mode="after")
+    def _floor_by_default_only(self) -> TrainingConfig:
+        # An epoch count the user wrote is kept: the floor is the default's, unless min_steps is written too. The
+        # resolved task file then records 0, so a resumed or reloaded run plans the same steps.
+        if self.model_fields_set & {"epochs", "max_steps"} and "min_steps" not in self.model_fields_set:
+            self.min_steps = 0
+        return self
+
+    def planned_epochs(self, steps_per_epoch: int) -> int:
+        """Epochs a run of ``steps_per_epoch`` optimizer steps per epoch takes (max_steps aside): ``epochs``, or
+        enough whole epochs to reach ``min_steps``."""
+        return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch)) if steps_per_epoch else self.epochs
 
     def effective_monitor(self, task: Any) -> str:
         """The value that picks the best model: ``monitor``, else the task's own (e.g. 'validation.accuracy')."""

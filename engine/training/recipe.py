@@ -317,7 +317,8 @@ class Run:
             steps_per_epoch, epochs, total_steps = 0, training.max_steps, training.max_steps
         else:
             steps_per_epoch = math.ceil(batches.epoch_size / training.gradient_accumulation_steps)
-            epochs = math.ceil(training.max_steps / steps_per_epoch) if training.max_steps else training.epochs
+            epochs = (math.ceil(training.max_steps / steps_per_epoch) if training.max_steps
+                      else training.planned_epochs(steps_per_epoch))
             total_steps = training.max_steps or steps_per_epoch * epochs
         return TrainerState(run_dir=self.run_dir, epochs=epochs, steps_per_epoch=steps_per_epoch,
                             max_steps=total_steps, is_main_process=self.main, monitor=monitor, mode=mode,
