@@ -9,8 +9,8 @@ from engine.config.resolve import flatten
 
 #: Dotted task-file keys a --resume may change (with their sub-keys).
 RESUMABLE = ("training.epochs", "training.min_steps", "training.max_steps", "training.save_steps",
-             "training.save_minutes", "training.save_total_limit", "training.eval_steps", "training.report", "training.report_to",
-             "training.threads", "training.eval_batch_size", "callbacks", "output_dir", "search")
+             "training.save_minutes", "training.save_total_limit", "training.eval_steps", "training.report",
+             "training.report_to", "training.threads", "training.eval_batch_size", "callbacks", "output_dir", "search")
 
 
 def changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> tuple[list[str], list[str]]:

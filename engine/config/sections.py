@@ -42,9 +42,10 @@ class TrainingConfig(ConfigSection):
 
     epochs: int = Field(3, ge=1, description="Passes over the training data.")
     min_steps: int = Field(
-        0, ge=0, description="Train at least this many optimizer steps: a small training set gets more (whole) "
-        "epochs. Applies only where the task file sets neither epochs nor max_steps, or sets min_steps itself; "
-        "not to a streamed split.")
+        300, ge=0, description="Train at least this many optimizer steps: a small training set gets more (whole) "
+        "epochs (500 rows at batch 32: 19 epochs, not 3). Applies where the task file sets neither epochs nor "
+        "max_steps, or sets min_steps itself; not to a streamed split. 0 turns it off. From the defaults study "
+        "(docs/benchmarks.md).")
     max_steps: int | None = Field(
         None, ge=1, description="Stop after this many optimizer steps, whatever the epochs (the schedule spans them)."
     )

@@ -27,7 +27,14 @@ from engine.model.multitask import MultiTaskModel, save_tasks_model, write_task_
 from engine.plugins.manager import PluginManager
 from engine.training.batching import Batches, LengthGroupedBatches, StreamBatches, TaskBatches, TaskLoader
 from engine.training.evaluation import Evaluator, published_entry, save_weights
-from engine.training.plan import count, describe_adapter, describe_batch, describe_device, describe_splits
+from engine.training.plan import (
+    count,
+    describe_adapter,
+    describe_batch,
+    describe_device,
+    describe_splits,
+    describe_steps,
+)
 from engine.training.writer import RunWriter
 
 #: How the plan and docs/multitask.md define an epoch of a multi-task run.
@@ -99,7 +106,7 @@ def print_tasks_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerSta
         f"({trainable / max(total, 1):.1%}); one encoder, {len(resolved.tasks)} heads{describe_adapter(adapter)}\n"
         + "".join(lines)
         + f"  sampler   {describe_sampler(resolved.sampler)}; {EPOCH} ({len(order):,})\n"
-        f"  training  {state.max_steps:,} steps ({state.steps_per_epoch:,} per epoch, {state.epochs} epoch(s)), "
+        f"  training  {describe_steps(training, state, streaming=False)}, "
         f"{describe_batch(training, accelerator.num_processes)}\n"
         f"  device    {describe_device(accelerator)}")
 

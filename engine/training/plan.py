@@ -26,10 +26,7 @@ def print_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerState, sp
     training, n = resolved.training, accelerator.num_processes
     total, trainable = parameters["total"], parameters["trainable"]
     data = describe_splits(splits)
-    if splits["train"].streaming:
-        steps = f"{state.max_steps:,} steps over the stream"
-    else:
-        steps = f"{state.max_steps:,} steps ({state.steps_per_epoch:,} per epoch, {state.epochs} epoch(s))"
+    steps = describe_steps(training, state, streaming=splits["train"].streaming)
     console.info(
         "Plan\n"
         f"  model     {resolved.model.name}: {count(total)} parameters, {count(trainable)} trainable "
@@ -38,6 +35,16 @@ def print_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerState, sp
         f"{describe_augmentation(splits['train'].augmentation)}"
         f"  training  {steps}, {describe_batch(training, n)}\n"
         f"  device    {describe_device(accelerator)}")
+
+
+def describe_steps(training: Any, state: TrainerState, *, streaming: bool) -> str:
+    """The plan's optimizer steps, per epoch and in all, and why the epochs are more than the task file's."""
+    if streaming:
+        return f"{state.max_steps:,} steps over the stream"
+    floor = ""
+    if not training.max_steps and state.epochs > training.epochs:  # the floor of steps raised the epochs
+        floor = f", not {training.epochs}: training.min_steps is {training.min_steps:,}"
+    return f"{state.max_steps:,} steps ({state.steps_per_epoch:,} per epoch, {state.epochs} epoch(s){floor})"
 
 
 def describe_batch(training: Any, processes: int) -> str:

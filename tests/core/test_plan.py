@@ -76,3 +76,31 @@ def test_line_progress_prints_every_interval_and_the_end_once(capsys, monkeypatc
     with LineProgress(every=3600, transient=True) as bar:  # a transient bar leaves no line
         bar.advance(bar.add_task("predict", total=2, unit="rows", postfix=""), 2)
     assert capsys.readouterr().err == ""
+
+
+def test_a_small_training_set_trains_at_least_min_steps_in_whole_epochs(tiny_task, run_engine):
+    path = tiny_task(rows=64, training={"batch_size": 8, "min_steps": 36})  # 8 steps an epoch: 5 epochs, not 3
+    result = run_engine("run", path, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "training 40 steps (8 per epoch, 5 epoch(s), not 3: training.min_steps is 36)" in " ".join(result.stderr.split())
+
+
+def test_max_steps_outranks_the_floor(tiny_task, run_engine):
+    path = tiny_task(rows=64, training={"batch_size": 8, "min_steps": 36, "max_steps": 12})
+    result = run_engine("run", path, "--dry-run")
+    assert "training 12 steps (8 per epoch, 2 epoch(s))" in " ".join(result.stderr.split())
+
+
+def test_the_floor_is_the_defaults_and_yields_to_an_epoch_count_the_task_file_writes():
+    from engine.config.sections import TrainingConfig
+
+    default = TrainingConfig.model_fields["min_steps"].default
+    assert default > 0 and TrainingConfig().min_steps == default
+    assert TrainingConfig(epochs=2).min_steps == 0  # the user's epochs are kept
+    assert TrainingConfig(max_steps=7).min_steps == 0
+    assert TrainingConfig(epochs=2, min_steps=50).min_steps == 50  # both written: the floor holds
+    recorded = TrainingConfig().model_dump()  # the resolved task file records the floor in force
+    assert TrainingConfig.model_validate(recorded).min_steps == default
+    assert TrainingConfig.model_validate(TrainingConfig(epochs=2).model_dump()).min_steps == 0
+    assert TrainingConfig(epochs=3).planned_epochs(10) == 3
+    assert TrainingConfig(min_steps=25).planned_epochs(10) == 3 and TrainingConfig(min_steps=31).planned_epochs(10) == 4
