@@ -13,9 +13,24 @@ RESUMABLE = ("training.epochs", "training.min_steps", "training.max_steps", "tra
              "training.report_to", "training.threads", "training.eval_batch_size", "callbacks", "output_dir", "search")
 
 
+#: Keys a later engine added to the resolved task file, with the value that keeps a run saved before them as it was
+#: planned (0.2's runs had no floor of steps).
+ADDED_KEYS = {"training.min_steps": 0}
+
+
+def as_planned(saved: Any, training: Any) -> Any:
+    """``training`` for a resume of the run whose task.json is ``saved``: a run saved before ``min_steps`` existed
+    keeps its plan (no floor) unless the task file now writes min_steps itself."""
+    if (isinstance(saved, dict) and isinstance(saved.get("training"), dict) and "min_steps" not in saved["training"]
+            and "min_steps" not in training.model_fields_set):
+        return training.model_copy(update={"min_steps": ADDED_KEYS["training.min_steps"]})
+    return training
+
+
 def changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(keys a resume may change, keys it may not) on which two resolved task files differ."""
-    old, new = flatten(saved), flatten(now)
+    """(keys a resume may change, keys it may not) on which two resolved task files differ (a key ``saved``
+    predates counts as its ``ADDED_KEYS`` value)."""
+    old, new = {**ADDED_KEYS, **flatten(saved)}, flatten(now)
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     safe = [k for k in changed if any(k == r or k.startswith(f"{r}.") for r in RESUMABLE)]
     return safe, [k for k in changed if k not in safe]

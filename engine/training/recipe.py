@@ -18,7 +18,7 @@ from engine import console
 from engine.callbacks import CallbackList, TrainerState
 from engine.config.choice import ResolvedTask
 from engine.config.resolve import flatten
-from engine.config.resume import changed_keys
+from engine.config.resume import as_planned, changed_keys
 from engine.data.features import augment, encode_split, feature_key, lengths, row_starts
 from engine.data.node import first_on_node
 from engine.data.split import DataOptions, Split, hold_out, resolve_path
@@ -116,6 +116,8 @@ class Run:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
+        if resume:  # a run saved by an older engine trains as it planned
+            resolved.training = as_planned(read_json(resolved.output_dir / "task.json"), resolved.training)
         self.resolved, self.manager, self.overwrite, self.resume = resolved, manager, overwrite, resume
         self.extra_callbacks = list(callbacks)  # the caller's own (engine tune's pruning), after the task file's
         self.dry_run = dry_run  # build everything, run one batch forward and backward, write nothing

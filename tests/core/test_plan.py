@@ -104,3 +104,20 @@ def test_the_floor_is_the_defaults_and_yields_to_an_epoch_count_the_task_file_wr
     assert TrainingConfig.model_validate(TrainingConfig(epochs=2).model_dump()).min_steps == 0
     assert TrainingConfig(epochs=3).planned_epochs(10) == 3
     assert TrainingConfig(min_steps=25).planned_epochs(10) == 3 and TrainingConfig(min_steps=31).planned_epochs(10) == 4
+
+
+def test_a_run_saved_before_the_floor_resumes_as_it_planned():
+    from engine.config.resume import as_planned, changed_keys
+    from engine.config.sections import TrainingConfig
+
+    old_run = {"training": {k: v for k, v in TrainingConfig(epochs=3).model_dump().items() if k != "min_steps"}}
+    now = TrainingConfig()  # the same task file today: the default floor would add epochs to a small set
+    assert now.min_steps > 0
+    kept = as_planned(old_run, now)
+    assert kept.min_steps == 0 and kept.epochs == 3
+    assert changed_keys(old_run, {"training": kept.model_dump()}) == ([], [])  # nothing to announce or refuse
+    asked = TrainingConfig(min_steps=40)  # the task file now writes the floor itself: it holds, and is a change
+    assert as_planned(old_run, asked).min_steps == 40
+    assert changed_keys(old_run, {"training": asked.model_dump()}) == (["training.min_steps"], [])
+    new_run = {"training": now.model_dump()}  # a run saved with the floor keeps it
+    assert as_planned(new_run, now).min_steps == now.min_steps
