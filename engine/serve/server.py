@@ -110,13 +110,9 @@ def run_workers(settings: ServeSettings) -> int:
     sock.listen(2048)  # connections wait here until a worker accepts them
     sock.set_inheritable(True)
     host, port = sock.getsockname()[:2]
-    console.info(f"engine serve: {settings.run_dir} on http://{host}:{port} with {settings.workers} processes "
-                 f"(API: http://{host}:{port}/docs); loading the model, GET /ready says when it is in")
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_worker, args=(settings, sock), name=f"engine-serve-{n}")
                for n in range(settings.workers)]
-    for worker in workers:
-        worker.start()
     asked = False  # a SIGTERM or SIGINT came
 
     def stop_all() -> None:
@@ -134,8 +130,18 @@ def run_workers(settings: ServeSettings) -> int:
             console.error(f"engine serve: {worker.name} exited with {worker.exitcode}; stopping the others")
             stop_all()
 
+    # The handlers come before the address is announced: a SIGTERM from then on drains, never kills.
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        console.info(f"engine serve: {settings.run_dir} on http://{host}:{port} with {settings.workers} processes "
+                     f"(API: http://{host}:{port}/docs); loading the model, GET /ready says when it is in")
+        for worker in workers:
+            if asked:  # stopped while the others started: this one never starts
+                break
+            worker.start()
+        workers = [worker for worker in workers if worker.pid is not None]
+        if asked:
+            stop_all()  # one started after the signal was passed on
         wait_for(workers, died)
     finally:
         for sig, handler in previous.items():

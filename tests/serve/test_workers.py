@@ -1,14 +1,19 @@
 """The parent of `engine serve --workers N` waits for its workers without hanging: a worker that dies between two
-looks at the others is still waited for once, and the first to fail is reported once."""
+looks at the others is still waited for once, the first to fail is reported once, and a SIGTERM that comes the
+moment the address is announced (before any worker started) stops it cleanly, exiting 0."""
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
+from pathlib import Path
 
 import pytest
 
+from engine.serve import server
 from engine.serve.server import wait_for
+from engine.serve.settings import ServeSettings
 
 
 class Worker:
@@ -51,3 +56,14 @@ def test_the_first_worker_to_fail_is_reported_once(codes):
     failed = [worker.name for worker in workers if worker.final != 0]
     assert told == failed[:1]
     assert all(worker.exitcode == worker.final for worker in workers)
+
+
+def test_a_sigterm_as_the_address_is_announced_starts_no_worker_and_exits_0(monkeypatch):
+    # A supervisor reads the address, then stops the server at once: the signal lands before the workers exist.
+    started: list[str] = []
+    monkeypatch.setattr(server.console, "info", lambda message: os.kill(os.getpid(), signal.SIGTERM))
+    monkeypatch.setattr("multiprocessing.process.BaseProcess.start", lambda process: started.append(process.name))
+    before = signal.getsignal(signal.SIGTERM)
+    assert server.run_workers(ServeSettings(run_dir=Path("unused"), port=0, workers=2)) == 0
+    assert started == []
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler it installed is gone again
