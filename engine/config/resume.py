@@ -19,12 +19,16 @@ ADDED_KEYS = {"training.min_steps": 0}
 
 
 def as_planned(saved: Any, training: Any) -> Any:
-    """``training`` for a resume of the run whose task.json is ``saved``: a run saved before ``min_steps`` existed
-    keeps its plan (no floor) unless the task file now writes min_steps itself."""
-    if (isinstance(saved, dict) and isinstance(saved.get("training"), dict) and "min_steps" not in saved["training"]
-            and "min_steps" not in training.model_fields_set):
-        return training.model_copy(update={"min_steps": ADDED_KEYS["training.min_steps"]})
-    return training
+    """``training`` for a resume of the run whose task.json is ``saved``: each ``training.*`` key of ``ADDED_KEYS``
+    that ``saved`` predates takes the value that keeps the run as it was planned, unless the task file now writes
+    the key itself."""
+    saved_training = saved.get("training") if isinstance(saved, dict) else None
+    if not isinstance(saved_training, dict):
+        return training
+    update = {key: value for dotted, value in ADDED_KEYS.items()
+              if (key := dotted.removeprefix("training.")) != dotted
+              and key not in saved_training and key not in training.model_fields_set}
+    return training.model_copy(update=update) if update else training
 
 
 def changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> tuple[list[str], list[str]]:
