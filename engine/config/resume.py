@@ -25,16 +25,21 @@ def as_planned(saved: Any, training: Any) -> Any:
     saved_training = saved.get("training") if isinstance(saved, dict) else None
     if not isinstance(saved_training, dict):
         return training
-    update = {key: value for dotted, value in ADDED_KEYS.items()
-              if (key := dotted.removeprefix("training.")) != dotted
-              and key not in saved_training and key not in training.model_fields_set}
+    added = {dotted.split(".", 1)[1]: value for dotted, value in ADDED_KEYS.items() if dotted.startswith("training.")}
+    update = {key: value for key, value in added.items()
+              if key not in saved_training and key not in training.model_fields_set}
     return training.model_copy(update=update) if update else training
+
+
+def as_saved(saved: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` flattened, a key it predates at its ``ADDED_KEYS`` value."""
+    return {**ADDED_KEYS, **flatten(saved)}
 
 
 def changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(keys a resume may change, keys it may not) on which two resolved task files differ (a key ``saved``
     predates counts as its ``ADDED_KEYS`` value)."""
-    old, new = {**ADDED_KEYS, **flatten(saved)}, flatten(now)
+    old, new = as_saved(saved), flatten(now)
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     safe = [k for k in changed if any(k == r or k.startswith(f"{r}.") for r in RESUMABLE)]
     return safe, [k for k in changed if k not in safe]

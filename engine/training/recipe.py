@@ -18,7 +18,7 @@ from engine import console
 from engine.callbacks import CallbackList, TrainerState
 from engine.config.choice import ResolvedTask
 from engine.config.resolve import flatten
-from engine.config.resume import as_planned, changed_keys
+from engine.config.resume import as_planned, as_saved, changed_keys
 from engine.data.features import augment, encode_split, feature_key, lengths, row_starts
 from engine.data.node import first_on_node
 from engine.data.split import DataOptions, Split, hold_out, resolve_path
@@ -116,8 +116,10 @@ class Run:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
+        #: The task.json a resume finds (read once: it is rewritten only once the changes are noted).
+        self.saved_task = read_json(resolved.output_dir / "task.json") if resume else None
         if resume:  # a run saved by an older engine trains as it planned
-            resolved.training = as_planned(read_json(resolved.output_dir / "task.json"), resolved.training)
+            resolved.training = as_planned(self.saved_task, resolved.training)
         self.resolved, self.manager, self.overwrite, self.resume = resolved, manager, overwrite, resume
         self.extra_callbacks = list(callbacks)  # the caller's own (engine tune's pruning), after the task file's
         self.dry_run = dry_run  # build everything, run one batch forward and backward, write nothing
@@ -400,12 +402,12 @@ class Run:
     def note_resume_changes(self, writer: RunWriter) -> None:
         """A resume may change what ``engine.config.resume`` allows (train longer, save more often): say what
         changed, and record it in task.json."""
-        saved = read_json(self.run_dir / "task.json")
+        saved, now = self.saved_task, self.task_json()
         if not isinstance(saved, dict):
             return
-        safe, _ = changed_keys(saved, self.task_json())  # the rest was refused when the directory was claimed
+        safe, _ = changed_keys(saved, now)  # the rest was refused when the directory was claimed
         if safe:
-            old, new = flatten(saved), flatten(self.task_json())
+            old, new = as_saved(saved), flatten(now)
             console.info("Resuming with " + ", ".join(f"{k} {json.dumps(old.get(k))} -> {json.dumps(new.get(k))}"
                                                       for k in safe))
             writer.task_file()
