@@ -22,7 +22,8 @@ starting new runs after that long. The table is bench/results/defaults.md. Desig
 - Variants, each against ``default`` (0.2's defaults: nothing set but ``training.min_steps`` 0): head pooling (cls,
   mean) and head dropout (0, 0.3) for sequence tasks; the CRF against a softmax head and every subword labelled for
   tagging; learning rate (half, double), epochs (2, 5), warm-up (none, 10%) and a floor of 150 or 300 optimizer
-  steps (``training.min_steps``, 300 the default since) for all.
+  steps (``training.min_steps``, 300 the default since) for all; a second round on top of that floor joins changes
+  with "+" (``min_steps=300+lr=double``) and compares each with the same run less its last change.
 - Metric: accuracy, Pearson correlation, entity F1 (strict spans), on the held-out rows, of the model at the end of
   training (no validation split, so no checkpoint selection).
 """
@@ -184,6 +185,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "warmup=0.1": {"scheduler": {"warmup_ratio": 0.1}},
     "min_steps=150": {"training": {"min_steps": 150}},
     "min_steps=300": {"training": {"min_steps": 300}},
+    "min_steps=600": {"training": {"min_steps": 600}},
+    "layer_decay=0.9": {"optimizer": {"layer_decay": 0.9}},
 }
 #: What every run sets unless its variant does: 0.2's defaults, so that the baseline stays put when engine's own
 #: defaults change (a floor of optimizer steps came after 0.2).
@@ -192,18 +195,38 @@ SEQUENCE_ONLY = {"pooling=cls", "pooling=mean", "dropout=0", "dropout=0.3"}
 TAGGING_ONLY = {"head=softmax", "label_subwords=all"}
 
 
+def parts(variant: str) -> list[str]:
+    """A variant's single changes: ``min_steps=300+lr=double`` is two, applied in that order."""
+    return variant.split("+")
+
+
+def reference(variant: str) -> str:
+    """What a variant is compared with: ``default`` for a single change, the variant less its last change for a
+    combination (``min_steps=300+lr=double`` against ``min_steps=300``: a second round on top of a first)."""
+    return "+".join(parts(variant)[:-1]) or "default"
+
+
+def variant_name(text: str) -> str:
+    unknown = [part for part in parts(text) if part not in VARIANTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown variant {unknown[0]!r}; expected one of {', '.join(VARIANTS)}, "
+                                         "or several joined by '+'")
+    return text
+
+
 def applies(variant: str, task: str) -> bool:
-    return not ((variant in SEQUENCE_ONLY and task == "tagging") or (variant in TAGGING_ONLY and task != "tagging"))
+    return not any((part in SEQUENCE_ONLY and task == "tagging") or (part in TAGGING_ONLY and task != "tagging")
+                   for part in parts(variant))
 
 
 def task_file(dataset: Dataset, sections: dict[str, Any], variant: str, seed: int, defaults: dict[str, Any]
               ) -> dict[str, Any]:
     """The run's task file: the dataset's task and data, the variant's change, the seed."""
     task: dict[str, Any] = {**sections, "training": {**BASELINE["training"], "seed": seed, "report": False}}
-    for key, value in VARIANTS[variant].items():
+    for key, value in (item for part in parts(variant) for item in VARIANTS[part].items()):
         value = dict(value)
-        if key == "optimizer":  # a factor of the task's default learning rate
-            value = {"lr": defaults["optimizer"]["lr"] * value["lr"]}
+        if key == "optimizer" and "lr" in value:  # a factor of the task's default learning rate
+            value = {**value, "lr": defaults["optimizer"]["lr"] * value["lr"]}
         if key == "task":
             task["task"] = {"name": sections["task"], **value}
         else:
@@ -261,13 +284,13 @@ def write_table(data: dict[str, Any], command: str) -> str:
     for (dataset, share), variants in sorted(cells.items()):
         metric = next(r["metric"] for r in runs if r["dataset"] == dataset)
         lines += [f"## {dataset}, {share:g} of the pool ({rows_of[(dataset, share)]:,} training rows): {metric}", "",
-                  "| variant | mean ± std | gain over default, paired ± std | seeds | verdict |", "|---|---|---|---|---|"]
-        base = variants.get("default", {})
-        for variant in VARIANTS:
-            if variant not in variants:
-                continue
+                  "| variant | mean ± std | gain over its reference, paired ± std | seeds | verdict |",
+                  "|---|---|---|---|---|"]
+        # Single changes in the grid's order, then combinations (each against all but its last change).
+        for variant in [v for v in VARIANTS if v in variants] + sorted(v for v in variants if v not in VARIANTS):
             scores = variants[variant]
             mean, std = mean_std(list(scores.values()))
+            base = variants.get(reference(variant), {})
             gains = [scores[s] - base[s] for s in scores if s in base]
             if variant == "default" or not gains:
                 lines.append(f"| {variant} | {mean:.4f} ± {fmt(std)} | | {len(scores)} | |")
@@ -275,12 +298,14 @@ def write_table(data: dict[str, Any], command: str) -> str:
             g_mean, g_std = mean_std(gains)
             said = verdict(gains)
             summary.setdefault(variant, {}).setdefault(said, []).append(f"{dataset} ({share:.0%})")
-            lines.append(f"| {variant} | {mean:.4f} ± {fmt(std)} | {g_mean:+.4f} ± {fmt(g_std)} | {len(gains)} | "
-                         f"{said} |")
+            against = "" if reference(variant) == "default" else f" (vs {reference(variant)})"
+            lines.append(f"| {variant} | {mean:.4f} ± {fmt(std)} | {g_mean:+.4f} ± {fmt(g_std)}{against} | "
+                         f"{len(gains)} | {said} |")
         lines.append("")
     lines += ["## Across datasets", "",
-              "A variant is better (worse) on a dataset when its mean paired gain over the default exceeds (falls "
-              "below minus) the standard deviation of the gains; even otherwise.", "",
+              "A variant is better (worse) on a dataset when its mean paired gain over its reference (the default; for "
+              "a combination, the same less its last change) exceeds (falls below minus) the standard deviation of "
+              "the gains; even otherwise.", "",
               "| variant | better on | even on | worse on |", "|---|---|---|---|"]
     for variant, said in summary.items():
         lines.append(f"| {variant} | {', '.join(said.get('better', [])) or '–'} | "
@@ -293,7 +318,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", type=variant_name, default=list(VARIANTS),
+                        help="single changes, or changes joined by '+' (compared with all but their last)")
     parser.add_argument("--share", type=float, default=0.1, help="share of each training pool (1: all of it)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--max-minutes", type=float, default=None, help="start no run after this long")
