@@ -367,9 +367,10 @@ def task_for(dataset: str, train: Path, test: Path, seed: int, augment: list[dic
     else:
         data = {"format": "conll", "train": str(train), "test": str(test)}
         task = "tagging"
-    # min_steps 0: 0.2's 3 epochs whatever the size, as every recorded cell ran (the floor of steps came later, and
-    # would give the small cells many more steps than the augmented ones: another question).
-    return {"task": task, "data": data, "augment": augment,
+    # 0.2's defaults, as every recorded cell ran: min_steps 0 (3 epochs whatever the size: the floor of steps came
+    # later, and would give the small cells many more steps than the augmented ones: another question) and one
+    # learning rate for the whole encoder (layer_decay null; the default of 0.9 came later too).
+    return {"task": task, "data": data, "augment": augment, "optimizer": {"layer_decay": None},
             "training": {"seed": seed, "report": False, "min_steps": 0}}
 
 

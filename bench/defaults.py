@@ -193,8 +193,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "layer_decay=0.9": {"optimizer": {"layer_decay": 0.9}},
 }
 #: What every run sets unless its variant does: 0.2's defaults, so that the baseline stays put when engine's own
-#: defaults change (a floor of optimizer steps came after 0.2).
-BASELINE = {"training": {"min_steps": 0}}
+#: defaults change (a floor of optimizer steps and layer-wise decay came after 0.2).
+BASELINE = {"training": {"min_steps": 0}, "optimizer": {"layer_decay": None}}
 SEQUENCE_ONLY = {"pooling=cls", "pooling=mean", "dropout=0", "dropout=0.3"}
 TAGGING_ONLY = {"head=softmax", "label_subwords=all"}
 
@@ -226,7 +226,7 @@ def applies(variant: str, task: str) -> bool:
 def task_file(dataset: Dataset, sections: dict[str, Any], variant: str, seed: int, defaults: dict[str, Any]
               ) -> dict[str, Any]:
     """The run's task file: the dataset's task and data, the variant's change, the seed."""
-    task: dict[str, Any] = {**sections, "training": {**BASELINE["training"], "seed": seed, "report": False}}
+    task: dict[str, Any] = {**sections, **BASELINE, "training": {**BASELINE["training"], "seed": seed, "report": False}}
     for key, value in (item for part in parts(variant) for item in VARIANTS[part].items()):
         value = dict(value)
         if key == "optimizer" and "lr" in value:  # a factor of the task's default learning rate

@@ -64,8 +64,10 @@ METRICS = {"sentiment": "accuracy", "entities": "entity_f1", "similarity": "pear
 #: Every run's shared settings: the tagging task's defaults (the CRF needs its head learning rate), so that a joint
 #: run and the single runs differ in nothing but the sharing, and the steps of a joint run are those of the three
 #: single runs together.
-# min_steps 0: 3 epochs at every size, as the recorded runs (joint and alone keep the same steps at any size).
-SHARED = {"training": {"batch_size": 16, "min_steps": 0}, "optimizer": {"name": "adamw", "lr": 1e-4, "head_lr": 1e-3}}
+# min_steps 0 and layer_decay null, as the recorded runs (defaults that came later): 3 epochs at every size (joint and
+# alone keep the same steps at any size), one learning rate for the whole encoder.
+SHARED = {"training": {"batch_size": 16, "min_steps": 0},
+          "optimizer": {"name": "adamw", "lr": 1e-4, "head_lr": 1e-3, "layer_decay": None}}
 CASES = ("sentiment", "entities", "similarity", "joint", "similarity_low", "joint_low", "joint_low_t2", "joint_w2")
 #: Each joint case's sampler (the rest: proportional): the low-data case again with the temperature sampler, which
 #: gives the small task more of the batches.
