@@ -13,22 +13,38 @@ RESUMABLE = ("training.epochs", "training.min_steps", "training.max_steps", "tra
              "training.report_to", "training.threads", "training.eval_batch_size", "callbacks", "output_dir", "search")
 
 
-#: Keys a later engine added to the resolved task file, with the value that keeps a run saved before them as it was
-#: planned (0.2's runs had no floor of steps).
+#: Keys whose default changed after 0.2, each with the value 0.2's runs trained with: a resumed run keeps the value
+#: its task.json saved (this one where the file predates the key: 0.2's runs had no floor of steps) unless the task
+#: file now writes the key itself, so that a run continues as it was planned whatever today's defaults are.
+CHANGED_DEFAULTS: dict[str, Any] = {"training.min_steps": 0, "optimizer.layer_decay": None}
+#: The keys of ``CHANGED_DEFAULTS`` a saved task.json may lack (added after 0.2).
 ADDED_KEYS = {"training.min_steps": 0}
 
 
-def as_planned(saved: Any, training: Any) -> Any:
-    """``training`` for a resume of the run whose task.json is ``saved``: each ``training.*`` key of ``ADDED_KEYS``
-    that ``saved`` predates takes the value that keeps the run as it was planned, unless the task file now writes
-    the key itself."""
-    saved_training = saved.get("training") if isinstance(saved, dict) else None
-    if not isinstance(saved_training, dict):
-        return training
-    added = {dotted.split(".", 1)[1]: value for dotted, value in ADDED_KEYS.items() if dotted.startswith("training.")}
-    update = {key: value for key, value in added.items()
-              if key not in saved_training and key not in training.model_fields_set}
-    return training.model_copy(update=update) if update else training
+def as_planned(saved: Any, resolved: Any) -> None:
+    """Set, in ``resolved`` (a ``ResolvedTask`` resuming the run whose task.json is ``saved``), each key of
+    ``CHANGED_DEFAULTS`` that the task file does not write to the saved run's value: in the core's ``training``
+    section, or in a component's options when the run used the same component. (A task's defaults are not the task
+    file's: they changed with the engine.)"""
+    from engine.config.choice import Choice
+
+    if not isinstance(saved, dict) or not isinstance(saved.get("training"), dict):
+        return
+    old, written = as_saved(saved), resolved.raw_as_written or {}
+    for dotted in CHANGED_DEFAULTS:
+        section, key = dotted.split(".", 1)
+        current = getattr(resolved, section)
+        if dotted not in old:
+            continue
+        if isinstance(current, Choice):
+            if (isinstance(written.get(section), dict) and key in written[section]) or current.options is None or (
+                    key not in type(current.options).model_fields or old.get(f"{section}.name") != current.name):
+                continue
+            current.options = current.options.model_copy(update={key: old[dotted]})
+            if key in current.raw:  # a task's default, which task.json would record over the options
+                current.raw = {**current.raw, key: old[dotted]}
+        elif key not in current.model_fields_set:  # a core section: what the file writes, or implies (epochs
+            setattr(resolved, section, current.model_copy(update={key: old[dotted]}))  # written: no floor)
 
 
 def as_saved(saved: dict[str, Any]) -> dict[str, Any]:

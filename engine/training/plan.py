@@ -34,6 +34,7 @@ def print_plan(resolved: ResolvedTask, accelerator: Any, state: TrainerState, sp
         f"  data      {data}\n"
         f"{describe_augmentation(splits['train'].augmentation)}"
         f"  training  {steps}, {describe_batch(training, n)}\n"
+        f"{describe_optimizer(resolved)}"
         f"  device    {describe_device(accelerator)}")
 
 
@@ -45,6 +46,23 @@ def describe_steps(training: Any, state: TrainerState, *, streaming: bool) -> st
     if not training.max_steps and state.epochs > training.epochs:  # the floor of steps raised the epochs
         floor = f", not {training.epochs}: training.min_steps is {training.min_steps:,}"
     return f"{state.max_steps:,} steps ({state.steps_per_epoch:,} per epoch, {state.epochs} epoch(s){floor})"
+
+
+def describe_optimizer(resolved: ResolvedTask) -> str:
+    """The optimizer's learning rates (encoder, head, layer-wise decay), where its options have them; a layer decay
+    the task file does not write says it is the task's default, and where that came from."""
+    optimizer = resolved.optimizer
+    options, parts = optimizer.options, []
+    for key, label in (("lr", "lr"), ("head_lr", "head")):
+        if isinstance(getattr(options, key, None), (int, float)):
+            parts.append(f"{label} {getattr(options, key):g}")
+    decay = getattr(options, "layer_decay", None)
+    if isinstance(decay, (int, float)):
+        written = resolved.raw_as_written.get("optimizer")
+        origin = ("" if isinstance(written, dict) and "layer_decay" in written else
+                  f": the {resolved.task.name} task's default, from the defaults study (docs/benchmarks.md)")
+        parts.append(f"each layer below the top at {decay:g} times the one above{origin}")
+    return f"  optimizer {optimizer.name}" + (f": {', '.join(parts)}" if parts else "") + "\n"
 
 
 def describe_batch(training: Any, processes: int) -> str:

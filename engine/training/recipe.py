@@ -118,8 +118,8 @@ class Run:
 
         #: The task.json a resume finds (read once: it is rewritten only once the changes are noted).
         self.saved_task = read_json(resolved.output_dir / "task.json") if resume else None
-        if resume:  # a run saved by an older engine trains as it planned
-            resolved.training = as_planned(self.saved_task, resolved.training)
+        if resume:  # a run saved by an older engine trains as it planned, whatever today's defaults
+            as_planned(self.saved_task, resolved)
         self.resolved, self.manager, self.overwrite, self.resume = resolved, manager, overwrite, resume
         self.extra_callbacks = list(callbacks)  # the caller's own (engine tune's pruning), after the task file's
         self.dry_run = dry_run  # build everything, run one batch forward and backward, write nothing

@@ -2,6 +2,7 @@
 
 import itertools
 import random
+import types
 
 import pytest
 import torch
@@ -69,6 +70,23 @@ def test_layer_decay_lowers_rates_towards_the_embeddings(model):
     emb = by_param[id(model.backbone.embeddings.word_embeddings.weight)]
     top = by_param[id(model.backbone.encoder.layer[3].output.dense.weight)]
     assert top == 0.5 and emb == 0.5 ** 5
+
+
+def test_layer_decay_gives_each_layer_below_the_top_a_share_of_the_rate_above(model):
+    """At 0.9 (the sentence tasks' default): the pooler at lr, layer i of n at lr * 0.9 ** (n - i), the embeddings at
+    lr * 0.9 ** (n + 1); the same where the encoder's config does not count its layers."""
+    layers = model.backbone.config.num_hidden_layers
+    for config_counts in (True, False):
+        if not config_counts:
+            model.backbone.config = types.SimpleNamespace()  # e.g. an encoder of another library
+        groups = optimizers.parameter_groups(model, optimizers.AdamWOptions(lr=1.0, head_lr=2.0, layer_decay=0.9))
+        by_param = {id(p): g["lr"] for g in groups for p in g["params"]}
+        expected = {id(model.backbone.embeddings.word_embeddings.weight): 0.9 ** (layers + 1),
+                    id(model.backbone.pooler.dense.weight): 1.0,
+                    **{id(model.backbone.encoder.layer[i].output.dense.weight): 0.9 ** (layers - i)
+                       for i in range(layers)}}
+        assert {k: by_param[k] for k in expected} == pytest.approx(expected)
+        assert {by_param[id(p)] for p in model.head.parameters()} == {2.0}
 
 
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
@@ -152,3 +170,18 @@ def test_augmentation_can_keep_originals_and_swaps_only_the_untagged_words_of_to
     assert out[:4] == ROWS[:3] + tagged and len(out) == 8
     # The entities stay where they were, with their tags; only the two words tagged O trade places.
     assert out[-1] == {"text": ["John", "in", "lives", "Paris"], "label": ["B-PER", "O", "O", "B-LOC"]}
+
+
+@pytest.mark.parametrize(("task", "decay"), [("classification", 0.9), ("regression", 0.9), ("tagging", None)])
+def test_the_sentence_tasks_default_to_layer_decay_and_tagging_to_one_rate(task, decay):
+    """The defaults study's choice, per task; a task file's own optimizer wins whole, its layer_decay too."""
+    from engine.api.plugins import plugin_manager
+    from engine.config.resolve import resolve
+
+    registry = plugin_manager().registry()
+    data = {"train": "train.conll" if task == "tagging" else "train.tsv"}
+    assert resolve({"task": task, "data": data}, registry).optimizer.options.layer_decay == decay
+    sgd = resolve({"task": task, "data": data, "optimizer": "sgd"}, registry).optimizer
+    assert sgd.name == "sgd" and sgd.options.layer_decay is None
+    one_rate = resolve({"task": task, "data": data, "optimizer": {"layer_decay": None, "lr": 3e-5}}, registry)
+    assert one_rate.optimizer.options.layer_decay is None and one_rate.optimizer.options.lr == 3e-5

@@ -156,6 +156,20 @@ def test_an_adapter_learns_at_ten_times_the_default_rate_unless_the_file_sets_on
     assert resolve(plain, registry, source=path).optimizer.options.lr == 1e-4  # without an adapter: adamw's default
 
 
+def test_an_adapter_trains_every_layer_at_one_rate_unless_the_file_sets_a_layer_decay(tiny_task):
+    """The default layer decay was chosen for full fine-tuning; adapters were measured without it."""
+    from engine.config.resolve import read_task_file, resolve
+    from engine.plugins.manager import load_plugins
+
+    registry = load_plugins([]).registry()
+    path = tiny_task(adapter="lora")
+    assert resolve(read_task_file(path), registry, source=path).optimizer.options.layer_decay is None
+    written = {**read_task_file(path), "optimizer": {"layer_decay": 0.8}}
+    assert resolve(written, registry, source=path).optimizer.options.layer_decay == 0.8
+    plain = {k: v for k, v in read_task_file(path).items() if k != "adapter"}
+    assert resolve(plain, registry, source=path).optimizer.options.layer_decay == 0.9  # adamw's default
+
+
 def test_a_rank_above_the_encoders_width_is_one_clear_error(tiny_task, run_engine):
     path = tiny_task(adapter={"name": "lora", "r": 4096})  # the tiny encoder is 32 wide
     result = run_engine("run", path)

@@ -145,3 +145,18 @@ def test_a_resume_may_train_longer(task, run_engine):
     assert "training.epochs 1 -> 2" in result.stderr
     history = (path.parent / "runs" / "tiny" / "history.jsonl").read_text().splitlines()
     assert [json.loads(h)["epoch"] for h in history if json.loads(h)["event"] == "evaluate"] == [1, 2]
+
+
+def test_a_run_saved_with_an_older_default_resumes_with_it(task, run_engine):
+    """A run trained before a default changed (optimizer.layer_decay was null in 0.2) resumes as it was trained:
+    the same task file is no change to refuse or announce, and task.json keeps the run's value."""
+    path = task()
+    assert run_engine("run", path, "--set", "optimizer.layer_decay=null").exit_code == 0  # trained as 0.2 did
+    saved = path.parent / "runs" / "tiny" / "task.json"
+    assert json.loads(saved.read_text())["optimizer"]["layer_decay"] is None  # what 0.2's task.json holds
+    result = run_engine("run", path, "--resume", "--set", "training.epochs=2")
+    assert result.exit_code == 0, result.stderr
+    assert "layer_decay" not in result.stderr
+    assert json.loads(saved.read_text())["optimizer"]["layer_decay"] is None
+    message = refused(run_engine, path, "--resume", "--set", "training.epochs=3", "--set", "optimizer.layer_decay=0.9")
+    assert "optimizer.layer_decay: null in the run, 0.9 now" in " ".join(message.split())

@@ -21,7 +21,12 @@ def test_a_dry_run_prints_the_plan_times_one_batch_and_writes_nothing(tiny_task,
     assert "data train 64 rows, validation 32 rows" in err
     assert "training 24 steps (8 per epoch, 3 epoch(s)), batch 8 x 1 process(es)" in err
     assert re.search(r"device cpu, fp32, \d+ thread", err)
+    assert ("optimizer adamw: lr 0.0001, each layer below the top at 0.9 times the one above: the classification "
+            "task's default, from the defaults study (docs/benchmarks.md)") in err
     assert re.search(r"Dry run: one batch forward and backward in [\d.]+ s", err)
+    written = run_engine("run", tiny_task(optimizer={"lr": 2e-4, "head_lr": 1e-3, "layer_decay": 0.8}), "--dry-run")
+    assert ("optimizer adamw: lr 0.0002, head 0.001, each layer below the top at 0.8 times the one above "
+            "device") in " ".join(written.stderr.split())
 
 
 def test_a_dry_run_warns_about_what_would_stop_the_run(tiny_task, run_engine):
@@ -106,18 +111,64 @@ def test_the_floor_is_the_defaults_and_yields_to_an_epoch_count_the_task_file_wr
     assert TrainingConfig(min_steps=25).planned_epochs(10) == 3 and TrainingConfig(min_steps=31).planned_epochs(10) == 4
 
 
+def _resolved(**sections):
+    from engine.api.plugins import plugin_manager
+    from engine.config.resolve import resolve
+
+    return resolve({"task": "classification", "data": {"train": "train.tsv"}, **sections}, plugin_manager().registry())
+
+
 def test_a_run_saved_before_the_floor_resumes_as_it_planned():
     from engine.config.resume import as_planned, changed_keys
-    from engine.config.sections import TrainingConfig
 
-    old_run = {"training": {k: v for k, v in TrainingConfig(epochs=3).model_dump().items() if k != "min_steps"}}
-    now = TrainingConfig()  # the same task file today: the default floor would add epochs to a small set
-    assert now.min_steps > 0
-    kept = as_planned(old_run, now)
-    assert kept.min_steps == 0 and kept.epochs == 3
-    assert changed_keys(old_run, {"training": kept.model_dump()}) == ([], [])  # nothing to announce or refuse
-    asked = TrainingConfig(min_steps=40)  # the task file now writes the floor itself: it holds, and is a change
-    assert as_planned(old_run, asked).min_steps == 40
-    assert changed_keys(old_run, {"training": asked.model_dump()}) == (["training.min_steps"], [])
-    new_run = {"training": now.model_dump()}  # a run saved with the floor keeps it
-    assert as_planned(new_run, now).min_steps == now.min_steps
+    saved = _resolved(training={"epochs": 3}).to_dict()
+    del saved["training"]["min_steps"]  # 0.2's task.json: no floor of steps
+    now = _resolved()  # the same task file today: the default floor would add epochs to a small set
+    assert now.training.min_steps > 0
+    as_planned(saved, now)
+    assert now.training.min_steps == 0 and now.training.epochs == 3
+    assert changed_keys(saved, now.to_dict()) == ([], [])  # nothing to announce or refuse
+    asked = _resolved(training={"min_steps": 40})  # the task file now writes the floor itself: it holds, a change
+    as_planned(saved, asked)
+    assert asked.training.min_steps == 40
+    assert changed_keys(saved, asked.to_dict()) == (["training.min_steps"], [])
+    new_run = _resolved().to_dict()  # a run saved with the floor keeps it
+    again = _resolved()
+    as_planned(new_run, again)
+    assert again.training.min_steps == new_run["training"]["min_steps"]
+
+
+def test_a_run_saved_with_an_older_default_resumes_with_it():
+    """Every default that changed since 0.2 (CHANGED_DEFAULTS) keeps, on resume, the value the run was saved with,
+    unless the task file writes it: a resumed run's optimizer is the one its checkpoint was trained with."""
+    from engine.config.resume import CHANGED_DEFAULTS, as_planned, changed_keys
+
+    assert set(CHANGED_DEFAULTS) >= {"training.min_steps", "optimizer.layer_decay"}
+    saved = _resolved().to_dict()
+    for dotted, old in CHANGED_DEFAULTS.items():  # a run as 0.2 planned it
+        section, key = dotted.split(".")
+        saved[section][key] = old
+    now = _resolved()
+    assert now.optimizer.options.layer_decay != saved["optimizer"]["layer_decay"]  # today's defaults differ
+    as_planned(saved, now)
+    assert now.optimizer.options.layer_decay is None and now.training.min_steps == 0
+    assert changed_keys(saved, now.to_dict()) == ([], [])  # --resume neither refuses nor announces a change
+    written = _resolved(optimizer={"layer_decay": 0.8})  # written in the task file: a change, refused by resume
+    as_planned(saved, written)
+    assert written.optimizer.options.layer_decay == 0.8
+    assert changed_keys(saved, written.to_dict())[1] == ["optimizer.layer_decay"]
+    saved["optimizer"]["layer_decay"] = 0.7
+    other = _resolved(optimizer={"name": "sgd"})  # another optimizer than the run's: left alone (refused anyway)
+    as_planned(saved, other)
+    assert other.optimizer.name == "sgd" and other.optimizer.options.layer_decay is None
+
+
+def test_a_resume_that_writes_epochs_trains_that_many_whatever_floor_the_run_had():
+    """Writing epochs turns the floor off (the file says how long); a resume that does so is no exception."""
+    from engine.config.resume import as_planned
+
+    saved = _resolved().to_dict()  # trained with the default floor
+    assert saved["training"]["min_steps"] > 0
+    longer = _resolved(training={"epochs": 5})
+    as_planned(saved, longer)
+    assert longer.training.min_steps == 0 and longer.training.epochs == 5

@@ -13,6 +13,7 @@ from engine.head import HeadOutput, HeadSpec
 from engine.task import Task
 from engine_builtins import published
 from engine_builtins.classification.options import ClassificationOptions
+from engine_builtins.optimizers import SENTENCE_LAYER_DECAY
 from engine_builtins.sentence_inputs import encode_texts, pad_batch
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class ClassificationTask(Task):
             "head": "linear",
             "metrics": (["f1_micro", "f1_macro", "accuracy"] if multi
                         else ["accuracy", "f1_macro", "precision_macro", "recall_macro"]),
+            "optimizer": {"name": "adamw", "layer_decay": SENTENCE_LAYER_DECAY},
         }
 
     # --- labels ------------------------------------------------------------------------------------------------

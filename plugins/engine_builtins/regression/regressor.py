@@ -13,6 +13,7 @@ from engine import LINE, DataError, Split
 from engine.head import HeadOutput, HeadSpec
 from engine.task import Task
 from engine_builtins import published
+from engine_builtins.optimizers import SENTENCE_LAYER_DECAY
 from engine_builtins.regression.options import RegressionOptions
 from engine_builtins.sentence_inputs import encode_texts, pad_batch
 
@@ -36,7 +37,8 @@ class RegressionTask(Task):
         self.pair: bool | None = None
         self.monitor = "validation.pearson"
         self.monitor_mode = "max"
-        self.defaults: dict[str, Any] = {"head": "linear", "metrics": list(METRICS)}
+        self.defaults: dict[str, Any] = {"head": "linear", "metrics": list(METRICS),
+                                         "optimizer": {"name": "adamw", "layer_decay": SENTENCE_LAYER_DECAY}}
 
     # --- targets -----------------------------------------------------------------------------------------------
 
