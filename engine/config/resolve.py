@@ -257,10 +257,10 @@ def _resolve_components(raw: dict[str, Any], as_written: dict[str, Any], shape: 
     freeze = choose("freeze", section("freeze"), "freeze")
     optimizer = choose("optimizer", section("optimizer"), "optimizer")
     if optimizer is not None and raw.get("adapter") is not None:
-        written = as_written.get("optimizer")
-        if not (isinstance(written, dict) and "lr" in written):
+        written = flatten(as_written)
+        if "optimizer.lr" not in written:
             optimizer = adapter_learning_rate(optimizer, registry, issues)
-        if not (isinstance(written, dict) and "layer_decay" in written):
+        if "optimizer.layer_decay" not in written:
             optimizer = adapter_layer_decay(optimizer, registry, issues)
     scheduler = choose("scheduler", section("scheduler"), "scheduler")
     metrics = [choose("metric", v, f"metrics.{i}") for i, v in enumerate(section("metrics") or [])]

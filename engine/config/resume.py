@@ -30,15 +30,13 @@ def as_planned(saved: Any, resolved: Any) -> None:
 
     if not isinstance(saved, dict) or not isinstance(saved.get("training"), dict):
         return
-    old, written = as_saved(saved), resolved.raw_as_written or {}
-    for dotted in CHANGED_DEFAULTS:
+    old, written = as_saved(saved), flatten(resolved.raw_as_written or {})
+    for dotted in (k for k in CHANGED_DEFAULTS if k in old):
         section, key = dotted.split(".", 1)
         current = getattr(resolved, section)
-        if dotted not in old:
-            continue
         if isinstance(current, Choice):
-            if (isinstance(written.get(section), dict) and key in written[section]) or current.options is None or (
-                    key not in type(current.options).model_fields or old.get(f"{section}.name") != current.name):
+            if (dotted in written or current.options is None or key not in type(current.options).model_fields
+                    or old.get(f"{section}.name") != current.name):
                 continue
             current.options = current.options.model_copy(update={key: old[dotted]})
             if key in current.raw:  # a task's default, which task.json would record over the options

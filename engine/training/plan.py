@@ -9,6 +9,7 @@ import torch
 from engine import console
 from engine.callbacks import TrainerState
 from engine.config.choice import ResolvedTask
+from engine.config.resolve import flatten
 from engine.data.augmentation import AugmentationSummary
 from engine.data.split import Split
 from engine.model.adapters import Adapter
@@ -58,8 +59,7 @@ def describe_optimizer(resolved: ResolvedTask) -> str:
             parts.append(f"{label} {getattr(options, key):g}")
     decay = getattr(options, "layer_decay", None)
     if isinstance(decay, (int, float)):
-        written = resolved.raw_as_written.get("optimizer")
-        origin = ("" if isinstance(written, dict) and "layer_decay" in written else
+        origin = ("" if "optimizer.layer_decay" in flatten(resolved.raw_as_written) else
                   f": the {resolved.task.name} task's default, from the defaults study (docs/benchmarks.md)")
         parts.append(f"each layer below the top at {decay:g} times the one above{origin}")
     return f"  optimizer {optimizer.name}" + (f": {', '.join(parts)}" if parts else "") + "\n"
