@@ -118,6 +118,8 @@ def _serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--port", type=int, default=default.port, help="port to listen on")
     p.add_argument("--workers", type=int, default=default.workers, metavar="N",
                    help="processes, each with its model, behind the one port (pays on a CPU with many cores)")
+    p.add_argument("--streams", type=int, default=default.streams, metavar="N",
+                   help="threads running the model, each on a batch of its own (default: 2 on a CPU, 1 on a GPU)")
     p.add_argument("--max-batch-tokens", type=int, default=default.max_batch_tokens, metavar="N",
                    help="tokens in a batch, padding included (default: 1024 on a CPU, 16384 on a GPU)")
     p.add_argument("--max-batch-requests", type=int, default=default.max_batch_requests, metavar="N",
@@ -340,7 +342,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if (args.task is None) != (not tasks) or (args.task is not None and args.task not in tasks):
         raise EngineError(task_refusal(model_dir, args.task, tasks))
     settings = ServeSettings(
-        run_dir=args.run_dir, host=args.host, port=args.port, workers=args.workers,
+        run_dir=args.run_dir, host=args.host, port=args.port, workers=args.workers, streams=args.streams,
         max_batch_tokens=args.max_batch_tokens, max_batch_requests=args.max_batch_requests,
         max_wait_ms=args.max_wait_ms, max_client_batch=args.max_client_batch, max_payload=args.max_payload,
         max_concurrent_requests=args.max_concurrent_requests, max_queue_ms=args.max_queue_ms,

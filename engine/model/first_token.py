@@ -8,15 +8,16 @@ Computing just that removes about 10/12 of the last layer's work, in the forward
 function of the same inputs. tests/core/test_first_token.py checks outputs and gradients against the full layer.
 
 It applies to transformers' BERT-family layers (BERT, RoBERTa, ELECTRA, XLM-R, ... : ``attention.self.query`` and
-friends) under the ``sdpa`` or ``eager`` attention; any other encoder runs unchanged.
+friends) under the ``sdpa`` or ``eager`` attention; any other encoder runs unchanged. It is per thread: threads
+sharing one model (`engine serve`'s streams) each get the forward they asked for.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 import torch
@@ -80,17 +81,49 @@ def first_token_forward(layer: Any, attend: Callable[..., Any], hidden_states: t
     return layer.output(layer.intermediate(attended), attended)
 
 
+#: Guards the installed forwards' counts (threads entering and leaving the block on one layer).
+_lock = threading.Lock()
+#: Per thread: the layers (by id) this thread is inside the block of.
+_inside = threading.local()
+
+
+class _FirstTokenSwitch:
+    """A layer's forward while a thread is inside the block: the first-token forward for the threads inside, the
+    layer's own for the others. Installed by the first thread in, removed by the last one out."""
+
+    def __init__(self, layer: nn.Module, attend: Callable[..., Any]) -> None:
+        self.layer, self.attend, self.users = layer, attend, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if id(self.layer) in getattr(_inside, "layers", ()):
+            return first_token_forward(self.layer, self.attend, *args, **kwargs)
+        return type(self.layer).forward(self.layer, *args, **kwargs)
+
+
 @contextmanager
 def only_first_token(backbone: nn.Module) -> Iterator[bool]:
-    """Within the block, the backbone's last layer computes the first token only (yields whether it does)."""
+    """Within the block, the backbone's last layer computes the first token only, in this thread (yields whether
+    it does)."""
     found = first_token_layer(backbone)
     if found is None:
         yield False
         return
     layer, attend = found
-    # An instance attribute, removed on the way out: the module itself is unchanged.
-    layer.forward = partial(first_token_forward, layer, attend)
+    # An instance attribute, removed on the way out of the last thread: the module itself is unchanged.
+    with _lock:
+        switch = vars(layer).get("forward")
+        if not isinstance(switch, _FirstTokenSwitch):
+            switch = layer.forward = _FirstTokenSwitch(layer, attend)
+        switch.users += 1
+    inside = _inside.__dict__.setdefault("layers", set())
+    nested = id(layer) in inside
+    inside.add(id(layer))
     try:
         yield True
     finally:
-        del layer.forward
+        if not nested:
+            inside.discard(id(layer))
+        with _lock:
+            switch.users -= 1
+            if switch.users == 0:
+                del layer.forward

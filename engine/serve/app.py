@@ -151,7 +151,8 @@ class ServerState:
         meta = service.loaded.meta
         settings = {key: (str(value) if isinstance(value, Path) else value)
                     for key, value in vars(self.settings).items()}
-        settings["max_batch_tokens"] = service.batcher.max_tokens  # the default is the device's
+        settings["max_batch_tokens"] = service.batcher.max_tokens  # the defaults are the device's
+        settings["streams"] = len(service.batcher.threads)
         return Info(task=str(meta["task"].get("name")), name=name, labels=service.spec.labels, level=service.spec.level,
                     form=service.form, reads_pairs=service.columns.pairs,
                     model=model.get("name") if isinstance(model, dict) else None, max_length=service.max_length,

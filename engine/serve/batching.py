@@ -1,12 +1,13 @@
-"""Dynamic batching: the inputs of every request wait in one queue, and one worker thread takes batches from it
-by length under a token budget, runs the model on each, and hands finished requests back.
+"""Dynamic batching: the inputs of every request wait in one queue, and the model's streams (threads: one by
+default on a GPU, two on a CPU, as Triton's model instances and OpenVINO's streams) take batches from it by length
+under a token budget, run the model on each, and hand finished requests back.
 
 A batch is formed when the model is free (``max_wait_ms``: or once its first input has waited that long, or the
 budget is full), as Triton and text-embeddings-inference do: under light load a request runs alone at once, under
 heavy load batches grow by themselves. It holds the oldest waiting input, so none starves, and the inputs closest
 to it in length that fit the budget (the batch's longest input times its inputs, padding included) and are no more
 than 1.5 times as long as its shortest, so padding stays low. A batch that fails is run again request by request, so
-one bad request fails alone.
+one bad request fails alone. Each stream takes its next batch when it is free; the streams share one model.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Job:
     started: float | None = None
     cancelled: bool = False  # its client went away: what is not computed yet is dropped
     error: BaseException | None = None
+    reported: bool = False  # handed on as finished (by the stream that computed its last input)
 
     def __post_init__(self) -> None:
         self.outputs = [None] * len(self.features)
@@ -96,34 +98,45 @@ Forward = Callable[[list[dict[str, Any]]], tuple[list[Any], list[Any]]]
 
 
 class Batcher:
-    """The queue and the model's thread. ``forward(features)`` runs the model on a batch and gives each feature's
-    output and raw output; ``finished(jobs)`` takes the jobs a batch completed or failed (from the model's thread:
-    it should hand them on quickly); ``after_batch()``, when given, is called from the model's thread after each
-    batch (the server's memory trim, which keeps its own pace)."""
+    """The queue and the model's ``streams`` threads. ``forward(features)`` runs the model on a batch and gives each
+    feature's output and raw output (from any stream: ``busy`` says how many compute at the time);
+    ``finished(jobs)`` takes the jobs a batch completed or failed (from a stream: it should hand them on quickly);
+    ``after_batch()``, when given, is called from the stream after each batch (the server's memory trim, which keeps
+    its own pace)."""
 
     def __init__(self, forward: Forward, finished: Callable[[list[Job]], None], metrics: Metrics, *,
                  max_batch_tokens: int, max_batch_requests: int | None, max_wait_ms: float,
-                 after_batch: Callable[[], None] | None = None) -> None:
+                 streams: int = 1, after_batch: Callable[[], None] | None = None) -> None:
         self.forward, self.finished, self.metrics, self.after_batch = forward, finished, metrics, after_batch
         self.max_tokens, self.max_requests, self.max_wait = max_batch_tokens, max_batch_requests, max_wait_ms / 1000
-        self.condition = threading.Condition()
+        self.lock = threading.Lock()
+        self.condition = threading.Condition(self.lock)  # the lock over the queue and the counts
+        # Each stream sleeps on a condition of its own; new work wakes the first stream when it is idle, so that under
+        # light load it does all the work, as one stream would alone (the server gives it every thread then).
+        self.wakers = [threading.Condition(self.lock) for _ in range(streams)]
+        self.idle: list[threading.Condition] = []
         self.pending: list[Item] = []
         self.queued_tokens = 0  # real tokens waiting
-        self.running_tokens = 0  # real tokens of the batch being computed
-        self.rate: float | None = None  # real tokens computed per second, smoothed
+        self.running_tokens = 0  # real tokens of the batches being computed
+        self.busy = 0  # streams computing a batch
+        self.rate: float | None = None  # real tokens computed per second, all streams together, smoothed
         self.stopping = False
-        self.thread = threading.Thread(target=self.work, name="engine-serve-model", daemon=True)
+        self.threads = [threading.Thread(target=self.work, args=(waker,), name=f"engine-serve-model-{n}", daemon=True)
+                        for n, waker in enumerate(self.wakers)]
 
     def start(self) -> None:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
 
     def stop(self) -> None:
-        """Finish the batch in progress, fail what still waits, and end the thread."""
+        """Finish the batches in progress, fail what still waits, and end the streams."""
         with self.condition:
             self.stopping = True
-            self.condition.notify()
-        if self.thread.is_alive():
-            self.thread.join()
+            for waker in self.wakers:
+                waker.notify()
+        for thread in self.threads:
+            if thread.is_alive():
+                thread.join()
 
     def submit(self, job: Job) -> None:
         job.enqueued = time.perf_counter()
@@ -133,7 +146,7 @@ class Batcher:
             for index, length in enumerate(job.lengths):
                 self.pending.append(Item(job, index, length))
                 self.queued_tokens += length
-            self.condition.notify()
+            self.wake()
 
     @property
     def depth(self) -> int:
@@ -146,19 +159,34 @@ class Batcher:
             return 0.0
         return (self.queued_tokens + self.running_tokens + extra_tokens) / self.rate
 
-    # --- the model's thread ----------------------------------------------------------------------------------
+    # --- a stream ----------------------------------------------------------------------------------------
 
-    def work(self) -> None:
+    def wake(self) -> None:
+        """Under the lock: wake the first stream if it is idle, else the one that went idle last."""
+        if self.idle:
+            (self.wakers[0] if self.wakers[0] in self.idle else self.idle[-1]).notify()
+
+    def sleep(self, waker: threading.Condition, timeout: float | None = None) -> None:
+        """Under the lock: this stream waits, idle, until woken (or ``timeout`` seconds)."""
+        self.idle.append(waker)
+        try:
+            waker.wait(timeout)
+        finally:
+            self.idle.remove(waker)
+
+    def work(self, waker: threading.Condition) -> None:
         while True:
             with self.condition:
-                batch = self.next_batch()
+                batch = self.next_batch(waker)
                 if batch is None:
                     return
-            self.run(batch)
+                self.busy += 1
+                sharing = self.busy
+            self.run(batch, sharing)
             if self.after_batch is not None:
                 self.after_batch()
 
-    def next_batch(self) -> list[Item] | None:
+    def next_batch(self, waker: threading.Condition) -> list[Item] | None:
         """Under the lock: wait for work, then take a batch off the queue; None once stopping."""
         while True:
             self.drop_abandoned()
@@ -166,19 +194,26 @@ class Batcher:
                 self.fail_pending(RuntimeError("the server shut down before computing this request"))
                 return None
             if not self.pending:
-                self.condition.wait()
+                self.sleep(waker)
                 continue
             if self.max_wait > 0 and not self.full():
                 left = self.pending[0].job.enqueued + self.max_wait - time.perf_counter()
                 if left > 0:
-                    self.condition.wait(left)
+                    self.sleep(waker, left)
                     continue
             batch = form_batch(self.pending, self.max_tokens, self.max_requests)
+            now = time.perf_counter()
+            for job in {id(item.job): item.job for item in batch}.values():
+                if job.started is None:
+                    job.started = now
+                    self.metrics.observe(self.metrics.queue_time, now - job.enqueued)
             taken = {id(item) for item in batch}
             self.pending = [item for item in self.pending if id(item) not in taken]
             tokens = sum(item.length for item in batch)
             self.queued_tokens -= tokens
-            self.running_tokens = tokens
+            self.running_tokens += tokens
+            if self.pending:
+                self.wake()  # another stream, if one is free, takes the next batch
             return batch
 
     def full(self) -> bool:
@@ -198,20 +233,18 @@ class Batcher:
         self.pending = kept
 
     def fail_pending(self, error: BaseException) -> None:
-        jobs = list({id(item.job): item.job for item in self.pending}.values())
+        jobs = [job for job in {id(item.job): item.job for item in self.pending}.values() if not job.reported]
         for job in jobs:
-            job.error = error
+            job.error, job.reported = error, True
         self.pending, self.queued_tokens = [], 0
         if jobs:
             self.finished(jobs)
 
-    def run(self, batch: list[Item]) -> None:
+    def run(self, batch: list[Item], sharing: int = 1) -> None:
+        """Compute ``batch`` (``sharing``: the streams computing at its start, itself included) and hand on the jobs
+        it finished."""
         started = time.perf_counter()
         jobs = list({id(item.job): item.job for item in batch}.values())
-        for job in jobs:
-            if job.started is None:
-                job.started = started
-                self.metrics.observe(self.metrics.queue_time, started - job.enqueued)
         try:
             self.compute(batch)
         except Exception as exc:
@@ -227,21 +260,27 @@ class Batcher:
         tokens = sum(item.length for item in batch)
         longest = max(item.length for item in batch)
         with self.condition:
-            self.running_tokens = 0
-            speed = tokens / max(elapsed, 1e-6)
+            self.running_tokens -= tokens
+            self.busy -= 1
+            # The speed of all streams together: this one's, times the streams that shared the machine with it.
+            speed = tokens / max(elapsed, 1e-6) * sharing
             self.rate = speed if self.rate is None else (1 - RATE_SMOOTHING) * self.rate + RATE_SMOOTHING * speed
+            # A job's inputs may be in another stream's batch too: the stream that ends it hands it on, once.
+            done = [job for job in jobs if not job.reported and (job.error is not None or job.remaining == 0)]
+            for job in done:
+                job.reported = True
         self.metrics.observe(self.metrics.inference_time, elapsed)
         self.metrics.observe(self.metrics.batch_inputs, len(batch))
         self.metrics.observe(self.metrics.batch_requests, len(jobs))
         self.metrics.count(self.metrics.tokens, "real", tokens)
         self.metrics.count(self.metrics.tokens, "padded", longest * len(batch))
-        done = [job for job in jobs if job.error is not None or job.remaining == 0]
         if done:
             self.finished(done)
 
     def compute(self, items: list[Item]) -> None:
         outputs, raw = self.forward([item.job.features[item.index] for item in items])
-        for item, output, raw_output in zip(items, outputs, raw):
-            item.job.outputs[item.index] = output
-            item.job.raw[item.index] = raw_output
-            item.job.remaining -= 1
+        with self.condition:
+            for item, output, raw_output in zip(items, outputs, raw):
+                item.job.outputs[item.index] = output
+                item.job.raw[item.index] = raw_output
+                item.job.remaining -= 1

@@ -52,6 +52,8 @@ class ModelService:
     """``engine.load``'s Predictor behind the batcher."""
 
     def __init__(self, predictor: Any, settings: ServeSettings, metrics: Metrics) -> None:
+        import torch
+
         # A multi-task model serves the task named (its head on the shared encoder); `engine serve` checked it.
         name = settings.task if predictor.tasks else None
         if predictor.tasks and name not in predictor.tasks:
@@ -76,7 +78,10 @@ class ModelService:
         self.batcher = Batcher(self.forward, self.finished, metrics,
                                max_batch_tokens=settings.batch_tokens(self.device),
                                max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,
+                               streams=settings.model_streams(self.device, torch.get_num_threads()),
                                after_batch=Trimmer())
+        self.threads = torch.get_num_threads()  # the CPU threads the streams share
+        self.stream = threading.local()  # each stream's thread count
 
     @property
     def raw_scores_available(self) -> bool:
@@ -85,34 +90,40 @@ class ModelService:
     # --- start and stop ----------------------------------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """Start the model's thread and run through it a short input, then the largest batch the budget allows
-        (inputs of max_length tokens): the first call of each shape is slow, and the largest batch takes up front,
-        in the model's thread (whose allocator keeps it), the memory the server will ever need, so that load does
-        not grow it. Learn the records' form, and the speed that estimates how long the queue takes."""
+        """Start the model's streams and run a short input, then the largest batch the budget allows (inputs of
+        max_length tokens) in every stream at once: the first call of each shape is slow, and the largest batches
+        take up front, in the streams' threads (whose allocator keeps it), the memory the server will ever need, so
+        that load does not grow it. Learn the records' form, and the speed that estimates how long the queue
+        takes."""
         self.batcher.start()
 
         def item(words: int) -> Any:
             text = " ".join(["warm"] * words)
             return (text, text) if self.columns.pairs else text
 
-        answer = self.run_now([item(2)])
+        [answer] = self.run_now([item(2)])
         longest = self.prepare([item(self.max_length)], truncate=True, raw_scores=False).lengths
-        self.batcher.rate = None  # measured on the largest batch alone
-        self.run_now([item(self.max_length)] * max(1, self.batcher.max_tokens // (max(longest) * len(longest))))
+        largest = [item(self.max_length)] * max(1, self.batcher.max_tokens // (max(longest) * len(longest)))
+        self.batcher.rate = None  # measured on the largest batches alone
+        self.run_now(*[largest] * len(self.batcher.threads))
         scores = answer.records[0].get("scores")
         if isinstance(scores, dict) and all(isinstance(v, (int, float)) for v in scores.values()):
             self.form = "scores"
 
-    def run_now(self, items: list[Any]) -> Answer:
-        """``items`` through the queue and the model's thread, waited for (the warm-up's requests)."""
-        job = self.prepare(items, truncate=True, raw_scores=False)
-        job.context.done = threading.Event()
-        self.batcher.submit(job)
-        job.context.done.wait()
-        if isinstance(job.context.answer, BaseException):
-            raise job.context.answer
-        answer: Answer = job.context.answer
-        return answer
+    def run_now(self, *requests: list[Any]) -> list[Answer]:
+        """Requests (each a list of items) through the queue and the model's streams together, waited for (the
+        warm-up's)."""
+        jobs = [self.prepare(items, truncate=True, raw_scores=False) for items in requests]
+        for job in jobs:
+            job.context.done = threading.Event()
+            self.batcher.submit(job)
+        answers: list[Answer] = []
+        for job in jobs:
+            job.context.done.wait()
+            if isinstance(job.context.answer, BaseException):
+                raise job.context.answer
+            answers.append(job.context.answer)
+        return answers
 
     def stop(self) -> None:
         self.batcher.stop()
@@ -227,6 +238,15 @@ class ModelService:
 
         from engine.inference.loop import forward_batch
 
+        # The first stream uses every thread the others do not: all of them when it computes alone (one client's
+        # latency is that of one stream). The others use one thread each: a thread that ever ran a team of torch's
+        # threads keeps it, and with more threads than cores OpenMP's threads stop spinning between operations,
+        # which made a lone small batch over twice as slow. torch's thread count is each thread's own.
+        lead = threading.current_thread() is self.batcher.threads[0]
+        threads = max(1, self.threads - (self.batcher.busy - 1)) if lead else 1
+        if getattr(self.stream, "threads", None) != threads:
+            torch.set_num_threads(threads)
+            self.stream.threads = threads
         with torch.inference_mode():
             out, outputs = forward_batch(self.model, self.task, self.tokenizer, features, self.device)
             raw = out.logits.float().cpu().tolist() if self.raw_scores_available else [None] * len(features)

@@ -2,6 +2,8 @@
 the same outputs and the same gradients, with and without padding, under both attention implementations; and it
 stays out of the way of every head and encoder it does not fit."""
 
+import threading
+
 import pytest
 import torch
 from transformers import AutoModel, BertConfig, BertModel
@@ -123,3 +125,39 @@ def test_the_engine_model_scores_as_with_the_whole_layer(tiny_model_dir, pooling
     assert seen == ([1, 11] if pooling != "mean" else [11, 11])
     torch.testing.assert_close(fast.logits, reference.logits, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fast.loss, reference.loss, rtol=1e-5, atol=1e-6)
+
+
+def test_threads_sharing_the_model_each_get_the_forward_they_asked_for(tiny_model_dir):
+    # engine serve's streams run one model from two threads: one inside the block, one not, at the same time.
+    model = encoder(tiny_model_dir)
+    layer = model.encoder.layer[-1]
+    with torch.inference_mode():
+        full = model(**batch(True)).last_hidden_state
+    entered, leave = threading.Barrier(2), threading.Event()
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def first_only() -> None:
+        with torch.inference_mode(), only_first_token(model):
+            entered.wait()
+            shapes["inside"] = tuple(model(**batch(True)).last_hidden_state.shape)
+            leave.wait(10)
+            shapes["inside, after the other left"] = tuple(model(**batch(True)).last_hidden_state.shape)
+
+    def whole() -> None:
+        entered.wait()
+        with torch.inference_mode():
+            out = model(**batch(True)).last_hidden_state
+        torch.testing.assert_close(out, full)
+        shapes["outside"] = tuple(out.shape)
+        with only_first_token(model):  # a second thread in the block, leaving first
+            shapes["both inside"] = tuple(model(**batch(True)).last_hidden_state.shape)
+        leave.set()
+
+    threads = [threading.Thread(target=first_only), threading.Thread(target=whole)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert shapes == {"inside": (6, 1, 32), "outside": (6, 11, 32), "both inside": (6, 1, 32),
+                      "inside, after the other left": (6, 1, 32)}
+    assert "forward" not in vars(layer)

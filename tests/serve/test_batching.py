@@ -155,3 +155,71 @@ def test_after_batch_is_called_after_every_batch_even_with_inputs_waiting():
     wait_until(lambda: len(called_at) == 3)
     batcher.stop()
     assert called_at == [1, 2, 3]  # after the first two batches too, while inputs were still waiting
+
+
+class Gate(Recorder):
+    """A model whose batches wait at a gate: ``inside`` counts those computing at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock, self.inside, self.most = threading.Lock(), 0, 0
+
+    def forward(self, features: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+        with self.lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        try:
+            return super().forward(features)
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+
+def test_streams_compute_batches_side_by_side_and_a_job_split_between_them_finishes_once():
+    model = Gate()
+    batcher = Batcher(model.forward, model.done, Metrics(), max_batch_tokens=40, max_batch_requests=None,
+                      max_wait_ms=0, streams=2)
+    batcher.start()
+    model.hold.clear()
+    split = job(20, 20, 20, 20)  # two batches of two under the budget: one in each stream
+    batcher.submit(split)
+    wait_until(lambda: model.inside == 2)
+    assert batcher.busy == 2 and batcher.depth == 0
+    model.hold.set()
+    wait_until(lambda: model.finished)
+    batcher.submit(job(5))
+    wait_until(lambda: len(model.finished) == 2)
+    batcher.stop()
+    assert model.finished[0] is split and split.outputs == [20, 20, 20, 20]
+    assert sorted(map(len, model.batches)) == [1, 2, 2] and model.most == 2
+    assert not any(thread.is_alive() for thread in batcher.threads)
+
+
+def test_a_stream_that_fails_fails_only_its_job_and_stop_ends_every_stream():
+    model = Gate()
+    failing = job(30)
+
+    def forward(features: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+        if any(f["length"] == 30 for f in features):
+            raise ValueError("this input breaks the model")
+        return model.forward(features)
+
+    batcher = Batcher(forward, model.done, Metrics(), max_batch_tokens=10_000, max_batch_requests=None,
+                      max_wait_ms=0, streams=3)
+    batcher.start()
+    model.hold.clear()
+    fine = job(10)
+    batcher.submit(fine)
+    wait_until(lambda: model.inside == 1)
+    batcher.submit(failing)
+    wait_until(lambda: failing in model.finished)
+    waiting = [job(11), job(100)]  # taken by the third stream, or still waiting at stop
+    for each in waiting:
+        batcher.submit(each)
+    stopper = threading.Thread(target=batcher.stop)
+    stopper.start()
+    model.hold.set()
+    stopper.join(10)
+    assert "breaks the model" in str(failing.error) and fine.error is None and fine.outputs == [10]
+    assert len(model.finished) == len({id(j) for j in model.finished}) == 4  # each job handed on once
+    assert not any(thread.is_alive() for thread in batcher.threads)

@@ -177,21 +177,28 @@ def test_quantized_serving_gives_engine_predict_quantize_int8(classification_run
     asyncio.run(scenario())
 
 
-def test_the_batch_budget_defaults_by_device_and_info_gives_the_one_in_force(classification_run, serve):
+def test_the_batch_budget_and_streams_default_by_device_and_info_gives_those_in_force(classification_run, serve):
     # A CPU's batches are kept small (their time and memory grow with their tokens), a GPU's large; a given budget
-    # wins on both; /info says which budget the server runs with, not the unset option.
+    # wins on both; /info says which budget the server runs with, not the unset option. Likewise the streams: two
+    # on a CPU with two threads or more, else one.
     from engine.serve.settings import DEFAULT_BATCH_TOKENS, ServeSettings
 
     settings = ServeSettings(classification_run.run_dir)
     assert settings.batch_tokens(torch.device("cpu")) == DEFAULT_BATCH_TOKENS["cpu"] == 1024
     assert settings.batch_tokens("cuda:1") == settings.batch_tokens("mps") == DEFAULT_BATCH_TOKENS["accelerator"]
     assert ServeSettings(classification_run.run_dir, max_batch_tokens=300).batch_tokens("cpu") == 300
+    assert settings.model_streams(torch.device("cpu"), 2) == settings.model_streams("cpu", 16) == 2
+    assert settings.model_streams("cpu", 1) == settings.model_streams("cuda:0", 16) == 1
+    assert ServeSettings(classification_run.run_dir, streams=3).model_streams("cuda", 1) == 3
     predictor = engine.load(classification_run.run_dir)
 
     async def scenario() -> None:
         async with serve(predictor) as client:
-            assert (await client.get("/info")).json()["settings"]["max_batch_tokens"] == 1024
-        async with serve(predictor, max_batch_tokens=300) as client:
-            assert (await client.get("/info")).json()["settings"]["max_batch_tokens"] == 300
+            settings = (await client.get("/info")).json()["settings"]
+            assert settings["max_batch_tokens"] == 1024
+            assert settings["streams"] == (2 if torch.get_num_threads() >= 2 else 1)
+        async with serve(predictor, max_batch_tokens=300, streams=1) as client:
+            settings = (await client.get("/info")).json()["settings"]
+            assert (settings["max_batch_tokens"], settings["streams"]) == (300, 1)
 
     asyncio.run(scenario())

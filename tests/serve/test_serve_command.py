@@ -20,9 +20,11 @@ def test_a_folder_without_a_model_or_a_bad_setting_fails_before_serving(run_engi
     result = run_engine("serve", tmp_path)
     assert result.exit_code != 0
     assert "no trained model here" in result.stderr
-    result = run_engine("serve", classification_run.run_dir, "--max-batch-tokens", "0", "--max-wait-ms", "-1")
+    result = run_engine("serve", classification_run.run_dir, "--max-batch-tokens", "0", "--max-wait-ms", "-1",
+                        "--streams", "0")
     assert result.exit_code == 1
     assert "--max-batch-tokens: expected a positive number, got 0" in result.stderr
+    assert "--streams: expected a positive number, got 0" in result.stderr
     assert "--max-wait-ms: expected 0 or more, got -1.0" in result.stderr
 
 
