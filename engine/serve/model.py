@@ -75,11 +75,12 @@ class ModelService:
         self.form = "record"  # "scores" once the warm-up shows the task's records carry them
         self.metrics = metrics
         self.prep = ThreadPoolExecutor(1, thread_name_prefix="engine-serve-prep")
+        self.trimmer = Trimmer()
         self.batcher = Batcher(self.forward, self.finished, metrics,
                                max_batch_tokens=settings.batch_tokens(self.device),
                                max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,
                                streams=settings.model_streams(self.device, torch.get_num_threads()),
-                               after_batch=Trimmer())
+                               after_batch=self.trimmer)
         self.threads = torch.get_num_threads()  # the CPU threads the streams share
         self.stream = threading.local()  # each stream's thread count
 
@@ -106,6 +107,7 @@ class ModelService:
         largest = [item(self.max_length)] * max(1, self.batcher.max_tokens // (max(longest) * len(longest)))
         self.batcher.rate = None  # measured on the largest batches alone
         self.run_now(*[largest] * len(self.batcher.threads))
+        self.trimmer.hold()  # the memory of those batches stays: load computes in it
         scores = answer.records[0].get("scores")
         if isinstance(scores, dict) and all(isinstance(v, (int, float)) for v in scores.values()):
             self.form = "scores"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from engine import console
-from engine.serve.memory import limit_arenas
+from engine.serve.memory import configure_allocator
 from engine.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 
 PR_SET_PDEATHSIG = 1  # prctl's option, from linux/prctl.h
+#: How long an idle connection stays open. Longer than clients' own (httpx and most pools keep one 5 s, load
+#: balancers 60 s): a server that closes first races a client sending its next request on the connection, which
+#: then fails with a connection error (uvicorn's 5 s gave bench/serve.py's overload two ReadErrors in 22,199).
+KEEP_ALIVE_S = 75
 
 
 class DrainingServer(uvicorn.Server):
@@ -85,7 +89,7 @@ def serve(settings: ServeSettings) -> int:
 def run_server(settings: ServeSettings, sockets: list[socket.socket] | None = None, *, announce: bool = True) -> int:
     from engine.serve.app import create_app
 
-    limit_arenas()  # before the server's threads make arenas of their own (engine.serve.memory)
+    configure_allocator()  # before the server's threads make arenas of their own (engine.serve.memory)
     server: DrainingServer | None = None
 
     def failed(error: BaseException) -> None:
@@ -94,7 +98,7 @@ def run_server(settings: ServeSettings, sockets: list[socket.socket] | None = No
 
     app = create_app(settings, on_failure=failed)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                            lifespan="on")
+                            lifespan="on", timeout_keep_alive=KEEP_ALIVE_S)
     server = DrainingServer(config, app.state.engine, announce=announce)
     server.run(sockets=sockets)
     return server.exit_code if server.started or server.exit_code else 1
