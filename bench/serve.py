@@ -1,15 +1,17 @@
 """`engine serve` under load: requests/s, p50/p99 latency and padding efficiency with dynamic batching and with it
-off (`--max-batch-requests 1`), at 1, 8, 32 and 128 concurrent clients (closed loop, async httpx), on a length mix
-(70% short, 25% medium, 5% long); `engine predict`'s offline texts/s on the same texts as the ceiling; then an
-open-loop overload at twice the measured capacity: every answer 200 or 429, memory growth, and how soon p50
-recovers once the load stops. Writes bench/results/serve.md.
+off (`--max-batch-requests 1`), at 1, 8, 32 and 128 concurrent clients (closed loop, asyncio HTTP/1.1 clients), on
+a length mix (70% short, 25% medium, 5% long); `engine predict`'s offline texts/s on the same texts as the
+ceiling; then an open-loop overload at twice the measured capacity: every answer 200 or 429, memory growth, and how
+soon p50 recovers once the load stops. Writes bench/results/serve.md.
 
     engine run examples/sentiment/task.json --set output_dir=/tmp/serve_run --set training.epochs=1
     python bench/serve.py /tmp/serve_run [--seconds 15] [--clients 1,8,32,128] [--overload-seconds 60]
 
-The two servers run side by side (batching on and off, idle in turn) and are measured alternately at each
-concurrency, so that a neighbour's load on a shared machine weighs on both alike. The load generator shares the
-machine with the server: its CPU is part of what is measured.
+The servers run side by side (batching on, off, and on with the model in one stream; idle in turn) and are
+measured alternately at each concurrency, so that a neighbour's load on a shared machine weighs on both alike. The load generator shares the
+machine with the server: its CPU is part of what is measured, so it is kept lean (a connection a simulated user,
+each request's bytes made once: 2% of a core at 32 clients, where httpx took 15%), as wrk or oha would be on a
+machine of their own.
 """
 
 from __future__ import annotations
@@ -149,33 +151,94 @@ class Load:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def post(client: httpx.AsyncClient, text: str, load: Load) -> None:
-    started = time.perf_counter()
-    try:
-        response = await client.post("/predict", json={"inputs": text})
-    except httpx.HTTPError as exc:
-        load.add(type(exc).__name__)
-        return
-    latency = time.perf_counter() - started
-    load.add(str(response.status_code), latency if response.status_code == 200 else None)
+class Connection:
+    """One HTTP/1.1 keep-alive connection to the server: a request written whole, its answer read by its
+    Content-Length. What the load generator costs a request, it takes from the server on this shared machine: this
+    costs about a seventh of httpx's (at 32 clients and 180 requests/s, 2% of a core against 15%)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, body: bytes) -> int:
+        """POST /predict with ``body`` (JSON); the status code."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(b"POST /predict HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (self.host.encode(), self.port, len(body), body))
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status, length, close = int(head[9:12]), None, False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                close = True
+        if length is None:
+            raise ValueError(f"an answer without Content-Length: {head!r}")
+        await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
 
 
-def client_for(url: str, connections: int = 1) -> httpx.AsyncClient:
-    """A client of its own per simulated user: one shared pool of many connections costs httpx a scan of them all
-    per request (at 128 connections the load generator took a core and became the bottleneck)."""
-    return httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=connections,
-                                                                          max_keepalive_connections=connections))
+class Client:
+    """A simulated user: at most ``connections`` requests at once, each on a connection of its own (kept open)."""
+
+    def __init__(self, url: str, connections: int = 1) -> None:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.idle: list[Connection] = []
+        self.free = asyncio.Semaphore(connections)
+
+    async def post(self, body: bytes, load: Load) -> None:
+        async with self.free:
+            connection = self.idle.pop() if self.idle else Connection(self.host, self.port)
+            started = time.perf_counter()
+            try:
+                status = await asyncio.wait_for(connection.post(body), 60)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
+                    ValueError) as exc:
+                connection.close()
+                load.add(type(exc).__name__)
+                return
+            finally:
+                if connection.writer is not None:
+                    self.idle.append(connection)
+            latency = time.perf_counter() - started
+            load.add(str(status), latency if status == 200 else None)
+
+    def close(self) -> None:
+        for connection in self.idle:
+            connection.close()
+        self.idle.clear()
+
+
+def bodies(pool: list[str]) -> list[bytes]:
+    """Each text's request body, made once."""
+    return [json.dumps({"inputs": text}).encode() for text in pool]
 
 
 async def closed_loop(url: str, pool: list[str], clients: int, seconds: float, warm: float = 2.0) -> Load:
     """``clients`` clients, each sending its next request when the last is answered; measured after ``warm``."""
     load, measuring, stop = Load(), asyncio.Event(), asyncio.Event()
+    requests = bodies(pool)
 
     async def one(n: int) -> None:
-        rng = random.Random(n)
-        async with client_for(url) as client:
+        rng, client = random.Random(n), Client(url)
+        try:
             while not stop.is_set():
-                await post(client, rng.choice(pool), load if measuring.is_set() else Load())
+                await client.post(rng.choice(requests), load if measuring.is_set() else Load())
+        finally:
+            client.close()
 
     tasks = [asyncio.create_task(one(n)) for n in range(clients)]
     await asyncio.sleep(warm)
@@ -232,9 +295,9 @@ async def open_loop(url: str, pool: list[str], rate: float, seconds: float, serv
                     probe_seconds: float) -> dict[str, object]:
     """``rate`` requests a second for ``seconds`` whatever the answers; then one client alone, request after
     request, for ``probe_seconds``: when its latency is back."""
-    load, rss, rng = Load(), [server.rss_mb()], random.Random(7)
-    clients = [client_for(url, connections=4) for _ in range(OPEN_LOOP_CLIENTS)]
-    prober = client_for(url)  # a user of its own, with no request of the load ahead of it
+    load, rss, rng, requests = Load(), [server.rss_mb()], random.Random(7), bodies(pool)
+    clients = [Client(url, connections=4) for _ in range(OPEN_LOOP_CLIENTS)]
+    prober = Client(url)  # a user of its own, with no request of the load ahead of it
     clients.append(prober)
     try:
         tasks: set[asyncio.Task[None]] = set()
@@ -243,7 +306,7 @@ async def open_loop(url: str, pool: list[str], rate: float, seconds: float, serv
         while (now := time.perf_counter()) - started < seconds:
             due = int((now - started) * rate)
             while sent < due:
-                task = asyncio.create_task(post(clients[sent % OPEN_LOOP_CLIENTS], rng.choice(pool), load))
+                task = asyncio.create_task(clients[sent % OPEN_LOOP_CLIENTS].post(rng.choice(requests), load))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 sent += 1
@@ -255,7 +318,7 @@ async def open_loop(url: str, pool: list[str], rate: float, seconds: float, serv
         probes: list[tuple[float, float]] = []
         probe = Load()
         while (now := time.perf_counter()) - stopped < probe_seconds:
-            await post(prober, rng.choice(pool), probe)
+            await prober.post(rng.choice(requests), probe)
             if probe.latencies:
                 probes.append((now - stopped, probe.latencies[-1]))
                 probe.latencies.clear()
@@ -263,7 +326,7 @@ async def open_loop(url: str, pool: list[str], rate: float, seconds: float, serv
         rss.append(server.rss_mb())
     finally:
         for each in clients:
-            await each.aclose()
+            each.close()
     return {"load": load, "sent": sent, "seconds": stopped - started, "rss": rss, "probes": probes}
 
 
@@ -304,22 +367,24 @@ def main() -> None:
     print(f"  {ceiling['texts_per_s']:.1f} texts/s", flush=True)
 
     # Closed-loop clients never fill the queue past what they send: no admission refusals in these points.
+    # "one stream": batching with the model in one thread (--streams 1), against the default's two on a CPU.
     servers = [Server("batching", ["--max-queue-ms", "600000"]),
-               Server("off", ["--max-batch-requests", "1", "--max-queue-ms", "600000"])]
+               Server("off", ["--max-batch-requests", "1", "--max-queue-ms", "600000"]),
+               Server("one stream", ["--streams", "1", "--max-queue-ms", "600000"])]
     for server in servers:
         server.start(args.run_dir, work)
     for server in servers:
         server.wait_ready()
     results: dict[str, list[dict[str, float]]] = {server.name: [] for server in servers}
     for n in clients:
-        # One client is latency-bound: the two servers are measured in alternating windows, so that what else
+        # One client is latency-bound: the servers are measured in alternating windows, so that what else
         # this machine does at the time weighs on both alike.
         points = interleaved(servers, pool, n, args.seconds) if n == 1 else {
             server.name: measure(server, pool, n, args.seconds) for server in servers}
         for server in servers:
             point = points[server.name]
             results[server.name].append(point)
-            print(f"{server.name:9s} {n:4d} clients: {point['rps']:7.1f} req/s  p50 {point['p50']:7.1f} ms  "
+            print(f"{server.name:10s} {n:4d} clients: {point['rps']:7.1f} req/s  p50 {point['p50']:7.1f} ms  "
                   f"p99 {point['p99']:7.1f} ms  padding {point['padding']:.2f}  batch {point['batch']:.1f}  "
                   f"client CPU {point['client_cpu']:.0%}  errors {point['errors']}", flush=True)
     codes = [server.stop() for server in servers]
@@ -364,7 +429,7 @@ def write(path: Path, **r: object) -> None:
         "max_length 128.",
         f"Texts: {args.pool}, 70% one sentence of examples/sentiment, 25% five, 5% fourteen (cut at 128 tokens); "
         "one text a request. Closed loop: each client sends its next request when the last is answered; "
-        f"{args.seconds:g} s measured per point after 2 s of warm-up. Both servers run with `--max-queue-ms 600000`, "
+        f"{args.seconds:g} s measured per point after 2 s of warm-up. These servers run with `--max-queue-ms 600000`, "
         "so that no request is refused; the overload server runs with the defaults.", "",
         "## Throughput and latency", "",
         f"Ceiling: `engine predict` on the same {ceiling['texts']:.0f} texts: **{ceiling['texts_per_s']:.1f} texts/s** "
@@ -378,7 +443,15 @@ def write(path: Path, **r: object) -> None:
         lines.append(f"| {n} | {a['rps']:.1f} | {a['p50']:.1f} | {a['p99']:.1f} | {a['padding']:.0%} | "
                      f"{a['batch']:.1f} | {b['rps']:.1f} | {b['p50']:.1f} | {b['p99']:.1f} | {b['padding']:.0%} | "
                      f"{a['rps'] / b['rps']:.2f}x | {a['rps'] / ceiling['texts_per_s']:.0%} |")
-    errors = sum(p["errors"] for p in [*results["batching"], *results["off"]])
+    one = {p["clients"]: p for p in results["one stream"]}
+    lines += ["", "The model's streams: batching with the default (two on a CPU) against `--streams 1`:", "",
+              "| clients | two streams: req/s | p50 ms | p99 ms | one stream: req/s | p50 ms | p99 ms | two / one |",
+              "|---|---|---|---|---|---|---|---|"]
+    for n in r["clients"]:  # type: ignore[attr-defined]
+        a, b = on[n], one[n]
+        lines.append(f"| {n} | {a['rps']:.1f} | {a['p50']:.1f} | {a['p99']:.1f} | {b['rps']:.1f} | {b['p50']:.1f} | "
+                     f"{b['p99']:.1f} | {a['rps'] / b['rps']:.2f}x |")
+    errors = sum(p["errors"] for points in results.values() for p in points)
     lines += ["", f"Errors in the closed-loop points: {errors:.0f}. Exit codes on SIGTERM: {r['codes']}.", ""]
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(load.statuses.items()))
     recovered = r["recovered"]

@@ -121,7 +121,8 @@ def _serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--streams", type=int, default=default.streams, metavar="N",
                    help="threads running the model, each on a batch of its own (default: 2 on a CPU, 1 on a GPU)")
     p.add_argument("--max-batch-tokens", type=int, default=default.max_batch_tokens, metavar="N",
-                   help="tokens in a batch, padding included (default: 1024 on a CPU, 16384 on a GPU)")
+                   help="tokens in a batch, padding included (default: 1024 on a CPU, 16384 on a GPU, shared by the "
+                        "streams)")
     p.add_argument("--max-batch-requests", type=int, default=default.max_batch_requests, metavar="N",
                    help="requests whose inputs share a batch (default: no limit; 1: no batching across requests)")
     p.add_argument("--max-wait-ms", type=float, default=default.max_wait_ms, metavar="MS",

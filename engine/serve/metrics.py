@@ -1,5 +1,5 @@
 """What ``GET /metrics`` exposes, in Prometheus' text format (0.0.4): counters, gauges and histograms kept here,
-updated from the event loop and the model's thread under one lock (a few microseconds a request)."""
+updated from the event loop and the model's streams under one lock (a few microseconds a request)."""
 
 from __future__ import annotations
 

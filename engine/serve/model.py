@@ -52,8 +52,6 @@ class ModelService:
     """``engine.load``'s Predictor behind the batcher."""
 
     def __init__(self, predictor: Any, settings: ServeSettings, metrics: Metrics) -> None:
-        import torch
-
         # A multi-task model serves the task named (its head on the shared encoder); `engine serve` checked it.
         name = settings.task if predictor.tasks else None
         if predictor.tasks and name not in predictor.tasks:
@@ -76,12 +74,12 @@ class ModelService:
         self.metrics = metrics
         self.prep = ThreadPoolExecutor(1, thread_name_prefix="engine-serve-prep")
         self.trimmer = Trimmer()
+        streams = settings.model_streams(self.device, process_threads())
         self.batcher = Batcher(self.forward, self.finished, metrics,
-                               max_batch_tokens=settings.batch_tokens(self.device),
+                               max_batch_tokens=settings.batch_tokens(self.device, streams),
                                max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,
-                               streams=settings.model_streams(self.device, torch.get_num_threads()),
-                               after_batch=self.trimmer)
-        self.threads = torch.get_num_threads()  # the CPU threads the streams share
+                               streams=streams, after_batch=self.trimmer)
+        self.threads = process_threads()  # the CPU threads the streams share
         self.stream = threading.local()  # each stream's thread count
 
     @property
@@ -231,7 +229,7 @@ class ModelService:
         if request.loop is not None and request.future is not None:
             request.loop.call_soon_threadsafe(_settle, request.future, result)
 
-    # --- the model's thread ------------------------------------------------------------------------------------
+    # --- the model's streams -----------------------------------------------------------------------------------
 
     def forward(self, features: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
         """One batch through the model, by the step ``engine predict`` runs each of its batches with
@@ -256,6 +254,19 @@ class ModelService:
 
     def finished(self, jobs: list[Job]) -> None:
         self.prep.submit(self.finish, jobs)
+
+
+_process_threads: list[int] = []
+
+
+def process_threads() -> int:
+    """The process's torch threads, as the first server found them: a stream that sets its own count sets, too,
+    the count torch gives threads started afterwards (a second server in the process, its loading thread)."""
+    import torch
+
+    if not _process_threads:
+        _process_threads.append(torch.get_num_threads())
+    return _process_threads[0]
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:

@@ -8,9 +8,11 @@ from typing import Any
 
 #: A batch's token budget when ``--max-batch-tokens`` is not given, by the kind of device. On a GPU,
 #: text-embeddings-inference's: a batch's fixed cost dominates there, so the larger the batch the better. On a CPU
-#: a batch's time grows with its tokens: all-MiniLM-L6-v2 on 2 cores costs 9 ms a batch and 0.19 ms a padded token,
-#: so 1024 tokens keep the fixed cost near 4% of a full batch, and the memory of a batch in flight (27 KB a token)
-#: near 30 MB, where 16384 tokens held 450 MB and grew an overloaded server by 160 MB (bench/serve.py).
+#: a batch's time grows with its tokens: all-MiniLM-L6-v2 on 2 cores costs 8 ms a batch and 0.11 ms a padded token,
+#: so 1024 tokens keep the fixed cost near 7% of a full batch, and the memory of a batch in flight (28 KB a token)
+#: near 28 MB, where 16384 tokens held 450 MB and grew an overloaded server by 160 MB (bench/serve.py). The budget is
+#: the device's at once: the model's streams share it (two streams on a CPU, 512 tokens a batch: the same requests/s
+#: at 32 clients as 1024, 181 and 180, and 33 MB less memory held).
 DEFAULT_BATCH_TOKENS = {"cpu": 1024, "accelerator": 16384}
 
 
@@ -26,7 +28,7 @@ class ServeSettings:
     #: ``model_streams``).
     streams: int | None = None
     #: A batch holds at most this many tokens, padding included (its longest input times its inputs); None: by the
-    #: device (``DEFAULT_BATCH_TOKENS``).
+    #: device (``DEFAULT_BATCH_TOKENS``, shared by the streams).
     max_batch_tokens: int | None = None
     #: A batch holds inputs of at most this many requests (1: no batching across requests); None: no limit.
     max_batch_requests: int | None = None
@@ -47,12 +49,13 @@ class ServeSettings:
     plugins: str | None = None
     block_plugins: str = ""
 
-    def batch_tokens(self, device: Any) -> int:
-        """The token budget of a batch on ``device`` (a torch.device or its name)."""
+    def batch_tokens(self, device: Any, streams: int = 1) -> int:
+        """The token budget of a batch on ``device`` (a torch.device or its name) computed by ``streams`` at once:
+        ``--max-batch-tokens``, or the device's budget shared by the streams."""
         if self.max_batch_tokens is not None:
             return self.max_batch_tokens
         kind = getattr(device, "type", str(device).split(":")[0])
-        return DEFAULT_BATCH_TOKENS["cpu" if kind == "cpu" else "accelerator"]
+        return max(1, DEFAULT_BATCH_TOKENS["cpu" if kind == "cpu" else "accelerator"] // streams)
 
     def model_streams(self, device: Any, threads: int) -> int:
         """The model's streams on ``device`` with ``threads`` CPU threads: ``--streams``, or two on a CPU with two

@@ -110,7 +110,8 @@ def test_options_a_model_cannot_honour_are_422(tagging_run, regression_run, serv
 
 
 class Gate:
-    """The model's thread held inside ``forward`` until opened; what each batch held is kept."""
+    """The model's thread held inside ``forward`` until opened; what each batch held is kept. (Its servers run one
+    stream: with two, the second would take what the first is held on.)"""
 
     def __init__(self, batcher: Any) -> None:
         self.forward, self.batcher = batcher.forward, batcher
@@ -132,7 +133,7 @@ def test_a_full_queue_is_429_with_retry_after(classification_run, serve):
     predictor = engine.load(classification_run.run_dir)
 
     async def scenario() -> None:
-        async with serve(predictor, max_concurrent_requests=1) as client:
+        async with serve(predictor, max_concurrent_requests=1, streams=1) as client:
             gate = Gate(client.app.state.engine.service.batcher)
             first = asyncio.create_task(client.post("/predict", json={"inputs": "a good film"}))
             await gate.held()
@@ -144,7 +145,7 @@ def test_a_full_queue_is_429_with_retry_after(classification_run, serve):
             assert (await first).status_code == 200
             assert (await client.post("/predict", json={"inputs": "a good film"})).status_code == 200
 
-        async with serve(predictor, max_queue_ms=100) as client:
+        async with serve(predictor, max_queue_ms=100, streams=1) as client:
             batcher = client.app.state.engine.service.batcher
             gate = Gate(batcher)
             first = asyncio.create_task(client.post("/predict", json={"inputs": ["a good film"] * 8}))
@@ -238,7 +239,7 @@ def test_a_request_whose_client_went_away_is_dropped_before_compute(classificati
     ids = predictor.loaded.tokenizer.convert_tokens_to_ids
 
     async def scenario() -> None:
-        async with serve(predictor) as client:
+        async with serve(predictor, streams=1) as client:
             app = client.app
             batcher = app.state.engine.service.batcher
             gate = Gate(batcher)

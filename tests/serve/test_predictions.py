@@ -187,6 +187,8 @@ def test_the_batch_budget_and_streams_default_by_device_and_info_gives_those_in_
     assert settings.batch_tokens(torch.device("cpu")) == DEFAULT_BATCH_TOKENS["cpu"] == 1024
     assert settings.batch_tokens("cuda:1") == settings.batch_tokens("mps") == DEFAULT_BATCH_TOKENS["accelerator"]
     assert ServeSettings(classification_run.run_dir, max_batch_tokens=300).batch_tokens("cpu") == 300
+    assert settings.batch_tokens("cpu", streams=2) == 512  # the device's budget, shared by the streams
+    assert ServeSettings(classification_run.run_dir, max_batch_tokens=300).batch_tokens("cpu", streams=2) == 300
     assert settings.model_streams(torch.device("cpu"), 2) == settings.model_streams("cpu", 16) == 2
     assert settings.model_streams("cpu", 1) == settings.model_streams("cuda:0", 16) == 1
     assert ServeSettings(classification_run.run_dir, streams=3).model_streams("cuda", 1) == 3
@@ -195,8 +197,8 @@ def test_the_batch_budget_and_streams_default_by_device_and_info_gives_those_in_
     async def scenario() -> None:
         async with serve(predictor) as client:
             settings = (await client.get("/info")).json()["settings"]
-            assert settings["max_batch_tokens"] == 1024
             assert settings["streams"] == (2 if torch.get_num_threads() >= 2 else 1)
+            assert settings["max_batch_tokens"] == 1024 // settings["streams"]
         async with serve(predictor, max_batch_tokens=300, streams=1) as client:
             settings = (await client.get("/info")).json()["settings"]
             assert (settings["max_batch_tokens"], settings["streams"]) == (300, 1)
