@@ -113,10 +113,12 @@ class Batcher:
         self.max_tokens, self.max_requests, self.max_wait = max_batch_tokens, max_batch_requests, max_wait_ms / 1000
         self.lock = threading.Lock()
         self.condition = threading.Condition(self.lock)  # the lock over the queue and the counts
-        # Each stream sleeps on a condition of its own; new work wakes the first stream when it is idle, so that under
-        # light load it does all the work, as one stream would alone (the server gives it every thread then).
+        # Each stream sleeps on a condition of its own. The first stream takes work whenever it is free; the others
+        # only while it computes, so that under light load it does all the work, as one stream would alone (the
+        # server gives it every thread then; a request that went to another stream ran on one thread, slower).
         self.wakers = [threading.Condition(self.lock) for _ in range(streams)]
         self.idle: list[threading.Condition] = []
+        self.lead_computing = False
         self.pending: list[Item] = []
         self.queued_tokens = 0  # real tokens waiting
         self.running_tokens = 0  # real tokens of the batches being computed
@@ -164,7 +166,8 @@ class Batcher:
     # --- a stream ----------------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Under the lock: wake the first stream if it is idle, else the one that went idle last."""
+        """Under the lock: wake the first stream if it is idle, else the one that went idle last (which takes work
+        only while the first computes)."""
         if self.idle:
             (self.wakers[0] if self.wakers[0] in self.idle else self.idle[-1]).notify()
 
@@ -184,7 +187,7 @@ class Batcher:
                     return
                 self.busy += 1
                 sharing = self.busy
-            self.run(batch, sharing)
+            self.run(batch, sharing, lead=waker is self.wakers[0])
             if self.after_batch is not None:
                 self.after_batch()
 
@@ -195,7 +198,8 @@ class Batcher:
             if self.stopping:
                 self.fail_pending(RuntimeError("the server shut down before computing this request"))
                 return None
-            if not self.pending:
+            lead = waker is self.wakers[0]
+            if not self.pending or not (lead or self.lead_computing):
                 self.sleep(waker)
                 continue
             if self.max_wait > 0 and not self.full():
@@ -214,6 +218,8 @@ class Batcher:
             tokens = sum(item.length for item in batch)
             self.queued_tokens -= tokens
             self.running_tokens += tokens
+            if lead:
+                self.lead_computing = True
             if self.pending:
                 self.wake()  # another stream, if one is free, takes the next batch
             return batch
@@ -242,9 +248,9 @@ class Batcher:
         if jobs:
             self.finished(jobs)
 
-    def run(self, batch: list[Item], sharing: int = 1) -> None:
-        """Compute ``batch`` (``sharing``: the streams computing at its start, itself included) and hand on the jobs
-        it finished."""
+    def run(self, batch: list[Item], sharing: int = 1, lead: bool = True) -> None:
+        """Compute ``batch`` (``sharing``: the streams computing at its start, itself included; ``lead``: in the
+        first stream) and hand on the jobs it finished."""
         started = time.perf_counter()
         jobs = list({id(item.job): item.job for item in batch}.values())
         try:
@@ -264,6 +270,8 @@ class Batcher:
         with self.condition:
             self.running_tokens -= tokens
             self.busy -= 1
+            if lead:
+                self.lead_computing = False
             # The speed of all streams together: this one's, times the streams that shared the machine with it.
             speed = tokens / max(elapsed, 1e-6) * sharing
             self.rate = speed if self.rate is None else (1 - RATE_SMOOTHING) * self.rate + RATE_SMOOTHING * speed

@@ -163,11 +163,13 @@ class Gate(Recorder):
     def __init__(self) -> None:
         super().__init__()
         self.lock, self.inside, self.most = threading.Lock(), 0, 0
+        self.streams: list[str] = []  # the thread of each batch
 
     def forward(self, features: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
         with self.lock:
             self.inside += 1
             self.most = max(self.most, self.inside)
+            self.streams.append(threading.current_thread().name)
         try:
             return super().forward(features)
         finally:
@@ -223,3 +225,38 @@ def test_a_stream_that_fails_fails_only_its_job_and_stop_ends_every_stream():
     assert "breaks the model" in str(failing.error) and fine.error is None and fine.outputs == [10]
     assert len(model.finished) == len({id(j) for j in model.finished}) == 4  # each job handed on once
     assert not any(thread.is_alive() for thread in batcher.threads)
+
+
+def test_the_first_stream_takes_work_whenever_it_is_free_and_the_others_only_beside_it():
+    # Under light load one stream does everything, with every thread: a request that went to another stream would
+    # run on one thread, slower. That holds too for a request arriving while the first stream is between batches.
+    model, between, go_on = Gate(), threading.Event(), threading.Event()
+
+    def after_batch() -> None:
+        if threading.current_thread().name == "engine-serve-model-0" and not go_on.is_set():
+            between.set()
+            go_on.wait(10)
+
+    batcher = Batcher(model.forward, model.done, Metrics(), max_batch_tokens=10_000, max_batch_requests=None,
+                      max_wait_ms=0, streams=3, after_batch=after_batch)
+    batcher.start()
+    batcher.submit(job(10))
+    between.wait(10)  # the first stream computed it and is not back for more yet
+    batcher.submit(job(11))
+    time.sleep(0.1)
+    assert batcher.depth == 1  # no other stream took it
+    go_on.set()
+    for n in range(2, 5):
+        wait_until(lambda n=n: len(model.finished) == n)
+        batcher.submit(job(10 + n))
+    wait_until(lambda: len(model.finished) == 5)
+    assert model.streams == ["engine-serve-model-0"] * 5
+    model.hold.clear()
+    batcher.submit(job(10))
+    wait_until(lambda: model.inside == 1)
+    batcher.submit(job(100))  # the first stream computes: another takes this one beside it
+    wait_until(lambda: model.inside == 2)
+    model.hold.set()
+    wait_until(lambda: len(model.finished) == 7)
+    batcher.stop()
+    assert model.streams[5] == "engine-serve-model-0" and model.streams[6] != "engine-serve-model-0"
