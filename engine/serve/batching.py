@@ -7,7 +7,8 @@ budget is full), as Triton and text-embeddings-inference do: under light load a 
 heavy load batches grow by themselves. It holds the oldest waiting input, so none starves, and the inputs closest
 to it in length that fit the budget (the batch's longest input times its inputs, padding included) and are no more
 than 1.5 times as long as its shortest, so padding stays low. A batch that fails is run again request by request, so
-one bad request fails alone. Each stream takes its next batch when it is free; the streams share one model.
+one bad request fails alone. The streams share one model; the first takes its next batch whenever it is free, the
+others only while it computes (under light load one stream does all the work, with every thread).
 """
 
 from __future__ import annotations
