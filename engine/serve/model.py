@@ -74,12 +74,12 @@ class ModelService:
         self.metrics = metrics
         self.prep = ThreadPoolExecutor(1, thread_name_prefix="engine-serve-prep")
         self.trimmer = Trimmer()
-        streams = settings.model_streams(self.device, process_threads())
+        self.threads = process_threads()  # the CPU threads the streams share
+        streams = settings.model_streams(self.device, self.threads)
         self.batcher = Batcher(self.forward, self.finished, metrics,
                                max_batch_tokens=settings.batch_tokens(self.device, streams),
                                max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,
                                streams=streams, after_batch=self.trimmer)
-        self.threads = process_threads()  # the CPU threads the streams share
         self.stream = threading.local()  # each stream's thread count
 
     @property
