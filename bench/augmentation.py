@@ -1,11 +1,13 @@
 """Does augmentation help fine-tuning? Plain fine-tuning against each augmentation and their combination, with
-engine's defaults (the packaged all-MiniLM-L6-v2, its epochs, batch and learning rate: what a user gets), at 100,
-500 and 2,000 SST-2 training sentences and on a 1% CoNLL-2003 sample, 5 seeds per cell; plus each lexical
-augmentation's throughput. Writes bench/results/augmentation.json (every finished run, as it finishes) and
-bench/results/augmentation.md (the table).
+engine's defaults (the packaged all-MiniLM-L6-v2, its epochs, batch and learning rate: what a user gets; 0.2's by
+default, today's with --defaults current), at 100, 500 and 2,000 SST-2 training sentences and on a 1% CoNLL-2003
+sample, 5 seeds per cell; plus each lexical augmentation's throughput. Writes bench/results/augmentation.json (every
+finished run, as it finishes) and bench/results/augmentation.md (the table); augmentation_current.json/.md under
+--defaults current.
 
     python bench/augmentation.py [--data ../shared/data] [--dataset sst2|conll|all] [--sizes 100 500 2000]
                                  [--seeds 1 2 3 4 5] [--only random_swap ...] [--max-minutes M] [--quick]
+                                 [--defaults 0.2|current]
                                  [--contextual '{"model": "DIR"}'] [--back-translation '{...}'] [--table-only]
 
 Design (each choice is printed again in the .md):
@@ -38,9 +40,12 @@ Design (each choice is printed again in the .md):
   options in JSON; without them those cells are skipped (the packaged MiniLM has no masked-LM head, and no
   translation model can be downloaded on the bench machines).
 - A control per row count: plain training on the same subset with every row written k times (k = the augmented
-  run's rows per original), as many rows and optimizer steps as the augmented run. engine trains 3 epochs
-  whatever the data size, so doubling the rows doubles the steps; the table gives each augmentation's gain over
-  plain (what a user sees) and over that control (what the augmentation itself adds).
+  run's rows per original), as many rows and optimizer steps as the augmented run. Under 0.2's defaults engine
+  trains 3 epochs whatever the data size, so doubling the rows doubles the steps; the table gives each
+  augmentation's gain over plain (what a user sees) and over that control (what the augmentation itself adds).
+  Under today's defaults (--defaults current) a floor of 300 optimizer steps, in whole epochs, gives a small set's
+  plain run about as many steps as its augmented runs (the table's steps column says how many), so the gain over
+  plain is already the augmentation's; the controls can be left out there (--only without 'repeat').
 - Resumable: each finished (dataset, size, augmentation chain, seed) is written to the JSON at once, and a rerun
   skips it. The chain's identity includes a digest of its augmentations' source modules: once an augmentation's
   code changes, its earlier runs stay in the JSON but leave the table, and a rerun measures the new code. ``--max-minutes`` stops starting new runs after that long; the table is written either way.
@@ -360,6 +365,21 @@ def redirected(log: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
+# The training defaults a bench invocation runs under (--defaults). "0.2": as the first table ran, min_steps 0 (3
+# epochs whatever the size, so an augmentation that doubles the rows doubles the steps: hence the controls) and one
+# learning rate for the whole encoder (layer_decay null). "current": what `engine run` gives a user today, with the
+# floor of 300 optimizer steps (whole epochs) and layer_decay 0.9 from the defaults study: a small set's plain run
+# and its augmented runs then take about the same number of steps, so the gain over plain is the augmentation's.
+DEFAULTS = {"0.2": {"optimizer": {"layer_decay": None}, "training": {"min_steps": 0}},
+            "current": {"optimizer": {}, "training": {}}}
+DEFAULTS_IN_USE = "0.2"  # set in main
+DEFAULTS_DESCRIBED = {
+    "0.2": "`--defaults 0.2`: engine 0.2's defaults, `training.min_steps` 0 and `optimizer.layer_decay` null, "
+           "the rest what `engine run` gives a user",
+    "current": "`--defaults current`: what `engine run` gives a user today, `training.min_steps` 300 and "
+               "`optimizer.layer_decay` 0.9 included"}
+
+
 def task_for(dataset: str, train: Path, test: Path, seed: int, augment: list[dict[str, Any]]) -> dict[str, Any]:
     if dataset == "sst2":
         data = {"format": "tsv", "train": str(train), "test": str(test), "text": "sentence", "label": "label"}
@@ -367,11 +387,9 @@ def task_for(dataset: str, train: Path, test: Path, seed: int, augment: list[dic
     else:
         data = {"format": "conll", "train": str(train), "test": str(test)}
         task = "tagging"
-    # 0.2's defaults, as every recorded cell ran: min_steps 0 (3 epochs whatever the size: the floor of steps came
-    # later, and would give the small cells many more steps than the augmented ones: another question) and one
-    # learning rate for the whole encoder (layer_decay null; the default of 0.9 came later too).
-    return {"task": task, "data": data, "augment": augment, "optimizer": {"layer_decay": None},
-            "training": {"seed": seed, "report": False, "min_steps": 0}}
+    overrides = DEFAULTS[DEFAULTS_IN_USE]
+    return {"task": task, "data": data, "augment": augment, "optimizer": dict(overrides["optimizer"]),
+            "training": {"seed": seed, "report": False, **overrides["training"]}}
 
 
 def refusal(dataset: str, augment: list[dict[str, Any]]) -> str | None:
@@ -395,7 +413,8 @@ def refusal(dataset: str, augment: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def train_one(task: dict[str, Any], folder: Path) -> dict[str, Any]:
+def train_one(task: dict[str, Any], folder: Path, rows: int) -> dict[str, Any]:
+    """Train ``task`` (``rows`` rows in its training file) in-process; its metrics, times and settings."""
     import engine
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -411,17 +430,19 @@ def train_one(task: dict[str, Any], folder: Path) -> dict[str, Any]:
     run_dir = Path(result.run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     resolved = json.loads((run_dir / "task.json").read_text())
-    epochs = resolved["training"]["epochs"]
+    augmented = manifest.get("augmentation")
+    train_rows = augmented[-1]["rows_out"] if augmented else rows
     record = {"metrics": result.metrics["test"], "wall_seconds": round(wall, 1),
-              "train_seconds": manifest["training_time"]["seconds"],
-              "train_rows": round(manifest["training_time"]["samples"] / epochs),
-              "settings": {"model": resolved["model"]["name"], "epochs": epochs,
+              "train_seconds": manifest["training_time"]["seconds"], "train_rows": train_rows,
+              "steps": manifest["steps"], "epochs": round(manifest["training_time"]["samples"] / train_rows, 2),
+              "settings": {"model": resolved["model"]["name"], "epochs": resolved["training"]["epochs"],
+                           "min_steps": resolved["training"]["min_steps"],
                            "batch_size": resolved["training"]["batch_size"],
                            "optimizer": resolved["optimizer"], "scheduler": resolved["scheduler"],
                            "head": resolved["head"], "freeze": resolved.get("freeze"),
                            "augment": resolved.get("augment", [])}}
-    if "augmentation" in manifest:
-        record["augmentation"] = manifest["augmentation"]
+    if augmented:
+        record["augmentation"] = augmented
     shutil.rmtree(run_dir, ignore_errors=True)
     return record
 
@@ -558,18 +579,20 @@ def write_table(results: Results, cells: list[Cell], seeds: list[int], skipped: 
     sst, conll = carve.get("sst2", {}), carve.get("conll", {})
     settings = meta.get("settings", {})
     described = "; ".join(
-        f"{name}: model `{s['model']}`, {s['epochs']} epochs, batch {s['batch_size']}, optimizer "
+        f"{name}: model `{s['model']}`, {s['epochs']} epochs (training.min_steps {s.get('min_steps', 0)}), batch "
+        f"{s['batch_size']}, optimizer "
         f"`{json.dumps(s['optimizer'])}`, scheduler `{json.dumps(s['scheduler'])}`, head `{json.dumps(s['head'])}`, "
         f"freeze `{json.dumps(s['freeze'])}`" for name, s in settings.items()) or "as resolved by engine"
     lines = [
-        "# Augmentation: does it help fine-tuning? (SST-2 and CoNLL-2003, paired seeds)",
+        "# Augmentation: does it help fine-tuning? (SST-2 and CoNLL-2003, paired seeds, "
+        f"{'engine 0.2' if DEFAULTS_IN_USE == '0.2' else DEFAULTS_IN_USE}'s defaults)",
         "",
         f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}`. Every cell: "
         "`python bench/augmentation.py` (resumable: it runs what the JSON lacks, then writes this file).",
         f"Machine: {meta.get('machine', machine())}; shared with other work, so the seconds are indicative only.",
         f"engine: {meta.get('engine', '?')}.",
         "",
-        f"Settings: engine's defaults (what `engine run` gives a user), as resolved: {described}; "
+        f"Settings ({DEFAULTS_DESCRIBED[DEFAULTS_IN_USE]}), as resolved: {described}; "
         "`training.seed` = the seed; the HTML report off. The held-out part is the run's `test` data, "
           "evaluated once after the last epoch (no validation split: no checkpoint selection).",
         "",
@@ -622,14 +645,16 @@ def write_table(results: Results, cells: list[Cell], seeds: list[int], skipped: 
         "metric minus plain's on the same training subset, then mean ± standard deviation over the seeds both "
         "finished. *Gain vs rows ×k*: the same against the control `plain, rows ×k`, plain training on the same "
         "subset with every row written k times, k the augmented run's rows per original: as many rows and "
-        "optimizer steps as the augmented run (engine's default is 3 epochs whatever the data size, so an "
-        "augmentation that doubles the rows also doubles the steps, which alone lifts a small, unconverged run). "
+        "optimizer steps as the augmented run (under 0.2's defaults engine trains 3 epochs whatever the data size, "
+        "so an augmentation that doubles the rows also doubles the steps, which alone lifts a small, unconverged "
+        "run; under today's defaults a floor of 300 steps, in whole epochs, gives a small set's plain and augmented "
+        "runs about the same steps: see the steps column). "
         "Train rows: after augmentation. Seconds: training only (engine's clock), mean per run; wall: the whole "
         "`engine.train` call (loading, tokenizing, evaluation, saving).",
         "",
         "| dataset | size | augmentation | metric | mean | std | gain vs plain | gain vs rows ×k | seeds done | "
-        "train rows | train s | wall s |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "train rows | steps | train s | wall s |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     remaining, best = [], {}
     for cell in cells:
@@ -643,7 +668,7 @@ def write_table(results: Results, cells: list[Cell], seeds: list[int], skipped: 
             remaining.append(f"{cell.dataset} {cell.size} {cell.name}: seeds "
                              f"{', '.join(str(s) for s in seeds if s not in done)}")
         if not done:
-            lines.append(f"| {cell.dataset} | {cell.size:,} | {cell.name} | {metric} | | | | | 0/{len(seeds)} | | | |")
+            lines.append(f"| {cell.dataset} | {cell.size:,} | {cell.name} | {metric} | | | | | 0/{len(seeds)} | | | | |")
             continue
         values = [r["metrics"][metric] for r in done.values()]
         mean, std = mean_std(values)
@@ -656,10 +681,12 @@ def write_table(results: Results, cells: list[Cell], seeds: list[int], skipped: 
         if cell.control:
             against = f"×{cell.control}: {against}" if against else f"×{cell.control}: not run"
         rows = statistics.mean(r["train_rows"] for r in done.values())
+        counted = [r["steps"] for r in done.values() if "steps" in r]  # runs of before it was recorded lack it
+        steps = f"{statistics.mean(counted):,.0f}" if counted else "–"
         train_s = statistics.mean(r["train_seconds"] for r in done.values())
         wall_s = statistics.mean(r["wall_seconds"] for r in done.values())
         lines.append(f"| {cell.dataset} | {cell.size:,} | {cell.name} | {metric} | {mean:.4f} | {fmt(std)} | {gain} | {against} | "
-                     f"{len(done)}/{len(seeds)} | {rows:,.0f} | {train_s:.0f} | {wall_s:.0f} |")
+                     f"{len(done)}/{len(seeds)} | {rows:,.0f} | {steps} | {train_s:.0f} | {wall_s:.0f} |")
     if best:
         lines += ["", "Best augmentation per training size, by mean gain over plain (whatever its sign):", ""]
         for (dataset, size), (name, gain, std, n, of, against, k) in best.items():
@@ -715,6 +742,10 @@ def main() -> None:
                         "folder: '{\"model\": \"/path/to/bert-base-uncased\"}'")
     parser.add_argument("--back-translation", metavar="JSON", help="back_translation's options, e.g. the two "
                         "sequence-to-sequence folders (see `engine schema` for the option names)")
+    parser.add_argument("--defaults", choices=sorted(DEFAULTS), default="0.2",
+                        help="the training defaults: '0.2' (3 epochs whatever the size; the first table) or "
+                             "'current' (engine's defaults today: a floor of 300 steps). 'current' writes to "
+                             "bench/results/augmentation_current.json unless --results says otherwise")
     parser.add_argument("--max-minutes", type=float, help="start no run after this many minutes")
     parser.add_argument("--no-throughput", action="store_true", help="skip the throughput measurement")
     parser.add_argument("--table-only", action="store_true", help="write the table from the JSON; train nothing")
@@ -726,7 +757,10 @@ def main() -> None:
     if args.quick:
         args.seeds, args.sizes, args.heldout = [1], [100], 200
         args.results = args.results or WORK / "quick" / "augmentation.json"
-    results_path = args.results or RESULTS / "augmentation.json"
+    global DEFAULTS_IN_USE
+    DEFAULTS_IN_USE = args.defaults
+    results_path = args.results or RESULTS / ("augmentation.json" if args.defaults == "0.2"
+                                              else f"augmentation_{args.defaults}.json")
     command = "python bench/augmentation.py " + " ".join(sys.argv[1:])
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -762,6 +796,8 @@ def bench(args: argparse.Namespace, results_path: Path, command: str) -> None:
     carves: dict[str, Any] = {}
     signatures = {"sst2": f"sst2:sentences:heldout{args.heldout}:seed{CARVE_SEED}:ngram{NGRAM}",
                   "conll": f"conll:valid-first{args.heldout}:train{CONLL_FRACTION}"}
+    if args.defaults != "0.2":  # runs under other defaults never count as the first table's, whatever the file
+        signatures = {name: f"{signature}:defaults-{args.defaults}" for name, signature in signatures.items()}
     cells: list[Cell] = []
     skipped: list[str] = []
     for dataset in datasets:
@@ -809,7 +845,7 @@ def bench(args: argparse.Namespace, results_path: Path, command: str) -> None:
                             break
                         task = task_for(dataset, train, test, seed, cell.augment)
                         try:
-                            record = train_one(task, folder / "run")
+                            record = train_one(task, folder / "run", len(draw) * cell.repeat)
                         except RuntimeError as exc:
                             print(f"FAILED {dataset} {size} {cell.name} seed {seed}:\n{exc}", flush=True)
                             continue
