@@ -42,7 +42,8 @@ class AugmentationSummary:
     #: Up to ``EXAMPLES`` ``{"original": fields, "augmented": fields}`` (``EXAMPLE_FIELDS`` of each row).
     examples: list[dict[str, Any]] = field(default_factory=list)
     #: A streamed split's counts cover only the rows read when the run was set up: the stream's length is not
-    #: known before training reads it, and each pass augments again.
+    #: known before training reads it. Each pass augments again, each chunk with its own seeded generator, so every
+    #: epoch reads the same augmented rows (as from a cached split).
     streamed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +91,22 @@ def example(row: dict[str, Any], originals: list[dict[str, Any]]) -> dict[str, A
         return None
     augmented = fields(row)
     return None if augmented == originals[origin] else {"original": originals[origin], "augmented": augmented}
+
+
+def as_tokens(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of the ``tokens`` shape as augmentations get it: ``text`` and ``label`` lists (one tag per word), each
+    split at white space where the file gave a string (a tagging task reads both forms alike). Without this, an
+    augmentation could not tell a tagging row written as strings from a text with a one-word label, and would edit
+    its words as plain text, leaving the tags on other words."""
+    text, label = row.get("text"), row.get("label")
+    if not isinstance(text, str) and not isinstance(label, str):
+        return row
+    row = dict(row)  # the split's own rows stay as they are (an in-memory split hands out its dicts)
+    if isinstance(text, str):
+        row["text"] = text.split()
+    if isinstance(label, str):
+        row["label"] = label.split()
+    return row
 
 
 def mark(inputs: Rows, outputs: Rows, name: str) -> Rows:

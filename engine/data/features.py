@@ -23,7 +23,7 @@ from typing import Any
 
 from engine import console
 from engine.data import cache
-from engine.data.augmentation import AugmentationSummary, run_chain
+from engine.data.augmentation import AugmentationSummary, as_tokens, run_chain
 from engine.data.split import LINE, Split, decode_batch, rows_of, rows_to_dataset, stream_rows
 from engine.deprecation import warn_deprecated
 from engine.errors import DataError, EngineError
@@ -238,18 +238,22 @@ AUGMENTATION_FILE = "augmentation.json"  # in the augmented split's cache entry:
 
 
 def augment(train: Split, augmentations: Sequence[Augmentation], configs: Sequence[Any], seed: int, *,
-            names: Sequence[str] | None = None) -> Split:
+            names: Sequence[str] | None = None, tokens: bool = False) -> Split:
     """The training split through the augmentations, chunk by chunk: each chunk of ``AUGMENT_CHUNK`` rows gets a
     generator seeded by ``seed`` and its position, so a run reproduces whatever reads it (a stream, several
-    processes). Cached with the split's rows, keyed by the augmentations' ``configs`` and ``fingerprint``s, together
-    with what each augmentation did: the split returned carries it (``Split.augmentation``), from the cache too.
-    ``names`` name the augmentations (default: each config's ``name``)."""
+    processes). Cached with the split's rows, keyed by the augmentations' ``configs`` (what identifies each: its
+    options, its plugin's version) and ``fingerprint``s, together with what each augmentation did: the split
+    returned carries it (``Split.augmentation``), from the cache too. ``names`` name the augmentations (default:
+    each config's ``name``). ``tokens``: the task's rows are words with one tag each (the ``tokens`` shape), given
+    to the augmentations as the contract says, ``text`` and ``label`` lists, whether the file wrote them as lists or
+    as whitespace-separated strings (``as_tokens``)."""
     steps = list(zip(augmentation_names(augmentations, configs, names), augmentations))
     summaries = [AugmentationSummary(name) for name, _ in steps]
 
     def rows(count: bool) -> Iterator[dict[str, Any]]:
         for index, batch in enumerate(train.batches(size=AUGMENT_CHUNK)):
-            yield from run_chain(rows_of(batch), random.Random(f"{seed}:{index}"), steps, summaries if count else None)
+            chunk = [as_tokens(row) for row in rows_of(batch)] if tokens else rows_of(batch)
+            yield from run_chain(chunk, random.Random(f"{seed}:{index}"), steps, summaries if count else None)
 
     if train.streaming:
         passes = itertools.count()  # the first pass (the stream's first rows, read now for its types) is counted
@@ -261,7 +265,8 @@ def augment(train: Split, augmentations: Sequence[Augmentation], configs: Sequen
         augmented.augmentation = summaries
         return augmented
     fingerprints = [getattr(apply, "fingerprint", None) for apply in augmentations]
-    key = cache.fingerprint("augmented", train.fingerprint, list(configs), seed, fingerprints)
+    key = cache.fingerprint("augmented", train.fingerprint, list(configs), seed, fingerprints,
+                            *(["tokens"] if tokens else []))
     data, augmented_by = cached_augmentation(key, train.source, lambda: rows(True), summaries)
     augmented = train.with_rows(data, fingerprint=key)
     augmented.augmentation = augmented_by

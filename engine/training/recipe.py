@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from engine import console
 from engine.callbacks import CallbackList, TrainerState
-from engine.config.choice import ResolvedTask
+from engine.config.choice import Choice, ResolvedTask
 from engine.config.resolve import flatten
 from engine.config.resume import as_planned, as_saved, changed_keys
 from engine.data.features import augment, encode_split, feature_key, lengths, row_starts
@@ -236,8 +236,10 @@ class Run:
                 task.check(split)
         if resolved.augment:  # the augmented split carries what each augmentation did, for the plan and manifest
             splits["train"] = first_on_node(accelerator, lambda: augment(
-                splits["train"], [a.build() for a in resolved.augment], [a.raw for a in resolved.augment],
-                training.seed, names=[a.name for a in resolved.augment]))
+                splits["train"], [a.build() for a in resolved.augment],
+                augmentation_keys(resolved.augment, self.manager.infos), training.seed,
+                names=[a.name for a in resolved.augment],
+                tokens=bool(getattr(task, "labels_per_word", False))))
         return splits
 
     def _setup_pretrained(self) -> tuple[Any, Any, int]:
@@ -428,3 +430,11 @@ def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = Fal
     finally:
         if recipe.lock is not None:  # a run that failed before writing anything leaves no trace
             recipe.lock.release() if recipe.writing else recipe.lock.abandon()
+
+
+def augmentation_keys(augment: Sequence[Choice], infos: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What identifies each augmentation's output in the augmented split's cache key: its options as filled in
+    (``{}`` and the defaults written out are one), and the name and version of the plugin that declared it (an
+    upgraded plugin augments again). ``infos``: the plugin manager's, by plugin name."""
+    return [{"augmentation": a.filled, "plugin": a.component.plugin,
+             "version": getattr(infos.get(a.component.plugin), "version", None)} for a in augment]

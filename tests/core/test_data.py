@@ -3,6 +3,7 @@
 A second run on the same data reads the cache; a change to any input of the features tokenizes again; data errors
 still name the file and line, from whichever tokenizing process meets them; old-style task plugins keep working."""
 
+import dataclasses
 import json
 import os
 import warnings
@@ -347,6 +348,49 @@ def test_an_augmentations_fingerprint_joins_the_cache_key(tmp_path):
     assert [r["text"] for r in one.rows] == ["model-a"] and [r["text"] for r in other.rows] == ["model-b"]
     plain = augment(split, [lambda rows, rng: rows], [{"name": "model"}], seed=1)
     assert plain.fingerprint not in (one.fingerprint, other.fingerprint)
+
+
+def test_tagging_rows_written_as_strings_reach_augmentations_as_words_and_tags(tmp_path):
+    """The tokens shape is ``text`` and ``label`` lists (the augment hook's contract), also where a tagging file
+    wrote them as strings: an augmentation then never takes a tagged sentence for plain text. Tags it cannot read
+    (parts of speech) leave the row as it was; entity tags keep their words."""
+    from engine.data.features import augment
+    from engine_builtins import augmentations
+
+    rows = [{LINE: 1, "text": "Peter Smith and the cat sat", "label": "NNP NNP CC DT NN VBD"},
+            {LINE: 2, "text": "Peter Smith and the cat sat", "label": "B-PER I-PER O O O O"}]
+    split = Split("train", rows, "t.jsonl")
+    seen = []
+    deletion = augmentations.random_deletion(augmentations.WordOptions(p=0.9))
+    chain = [lambda chunk, rng: seen.extend(dict(r) for r in chunk) or chunk, deletion]
+    out = list(augment(split, chain, [], seed=1, names=["look", "random_deletion"], tokens=True).rows)
+    assert [(r["text"], r["label"]) for r in seen] == [(r["text"].split(), r["label"].split()) for r in rows]
+    assert out[0]["text"] == rows[0]["text"].split() and out[0]["label"] == rows[0]["label"].split()
+    assert out[1]["text"][:2] == ["Peter", "Smith"] and out[1]["label"][:2] == ["B-PER", "I-PER"]
+    assert len(out[1]["text"]) == len(out[1]["label"]) < 6
+    assert rows[0]["text"] == "Peter Smith and the cat sat"  # the split's own rows are not rewritten
+
+
+def test_the_augmented_splits_key_knows_the_options_as_filled_and_the_plugins_version(plugin_manager, tmp_path):
+    """An upgraded augmentation plugin augments again (its old rows are not served); options written out as their
+    defaults are the options left out."""
+    from engine.config import resolve
+    from engine.training.recipe import augmentation_keys
+
+    registry, infos = plugin_manager.registry(), plugin_manager.infos
+
+    def keys(augment, version=None):
+        resolved = resolve({"task": "classification", "data": {"train": "t.tsv"}, "augment": augment}, registry,
+                           source=tmp_path / "task.json")
+        plugin = resolved.augment[0].component.plugin
+        found = infos if version is None else {**infos, plugin: dataclasses.replace(infos[plugin], version=version)}
+        return augmentation_keys(resolved.augment, found)
+
+    written = keys([{"name": "random_swap"}])
+    assert written == keys([{"name": "random_swap", "p": 0.1, "prob": 1.0}])
+    assert written[0]["version"] == infos[written[0]["plugin"]].version
+    assert written != keys([{"name": "random_swap", "p": 0.2}])
+    assert written != keys([{"name": "random_swap"}], version="99.0")
 
 
 def test_augmenting_a_stream_counts_the_rows_read_when_it_is_set_up_and_says_so(tmp_path):

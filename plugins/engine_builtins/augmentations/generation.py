@@ -22,6 +22,7 @@ import torch
 
 from engine import console
 from engine.errors import ConfigError, ConfigIssue, EngineError
+from engine_builtins.augmentations.lexical import tagged
 
 Rows = list[dict[str, Any]]
 
@@ -232,7 +233,7 @@ class BackTranslator:
         source, pivot = ("source_lang", options.source_lang), ("pivot_lang", options.pivot_lang)
         self.forward = Direction(forward, "forward", options.forward_prefix, source, pivot)
         self.backward = Direction(backward, "backward", options.backward_prefix, pivot, source)
-        self.batches: list[tuple[str, int, int]] = []  # (direction, rows, padded length) of every batch: for tests
+        self.batches: list[tuple[str, int, int]] = []  # (direction, rows, padded length) of the last chunk's batches
 
     def __call__(self, rows: Rows, rng: random.Random) -> Rows:
         options = self.options
@@ -267,6 +268,8 @@ class BackTranslator:
         return assemble(rows, changed, options.keep_original)
 
     def round_trip(self, pieces: list[str], seed: int) -> list[str]:
+        self.batches = []  # the last chunk's only: a large split has thousands of chunks
+
         def counter(name: str) -> Callable[[list[int]], None]:
             return lambda shape: self.batches.append((name, shape[0], shape[1]))
 
@@ -385,17 +388,14 @@ class ContextualFiller:
         for i, row in enumerate(rows):
             if rng.random() >= options.prob:
                 continue
+            found = tagged(row)  # tokens: one tag per word, the text a list of words or a string of them
             for key in ("text", "text_pair"):
                 value, tags = row.get(key), None
-                if isinstance(value, str):
+                if key == "text" and found is not None:
+                    words, tags = found
+                elif isinstance(value, str):
                     words = value.split()
-                elif key == "text" and isinstance(value, (list, tuple)):  # tokens: one tag per word
-                    words = [str(w) for w in value]
-                    tags = row.get("label")
-                    tags = tags.split() if isinstance(tags, str) else tags
-                    if not isinstance(tags, (list, tuple)) or len(tags) != len(words):
-                        continue
-                else:
+                else:  # a list of words whose tags cannot be read (or do not align) is left as it is
                     continue
                 eligible = [j for j, w in enumerate(words)
                             if (tags is None or tags[j] == OUTSIDE) and self.replaceable(w)]

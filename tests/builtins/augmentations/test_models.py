@@ -283,6 +283,18 @@ def test_contextual_substitution_in_tagging_replaces_words_outside_entities_one_
                 assert replacement == word
             else:
                 assert replacement != word and replacement in words
+    # The same rows written as whitespace-separated strings (a tagging JSONL file may): the entities stay too.
+    written = [{"text": " ".join(r["text"]), "label": " ".join(r["label"])} for r in rows]
+    out = cs(tiny_mlm, p=1.0)(written, random.Random(1))
+    for old, new in zip(written[:2], out[:2]):
+        assert isinstance(new["text"], str) and new["label"] == old["label"]
+        new_words = new["text"].split()
+        assert len(new_words) == len(old["label"].split())
+        for word, tag, replacement in zip(old["text"].split(), old["label"].split(), new_words):
+            assert (replacement == word) == (tag != "O" or word in STOP_WORDS)
+    # Tags that are no entity tags (parts of speech) cannot tell entities from other words: left alone.
+    pos = {"text": ["john", "loved", "the", "movie"], "label": ["NNP", "VBD", "DT", "NN"]}
+    assert cs(tiny_mlm, p=1.0)([pos], random.Random(1))[0] is pos
 
 
 def test_contextual_substitution_is_seeded(tiny_mlm):
