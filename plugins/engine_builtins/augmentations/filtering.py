@@ -19,13 +19,14 @@ counts rows in and out of every step, so the filter's ``rows_out - rows_in`` in 
 is minus the number of rows it dropped over the whole split (it produces no rows). The totals so far are also the
 augmentation's ``totals`` attribute (``{"augmented": N, "kept": K}``).
 
-The run (``run``: a run directory or its ``model/`` folder; a relative path is read from the current directory) must
-have finished: its model saved and, for a run directory, its manifest's status ``completed``; anything else is a
-ConfigError when the augmentation is built. Its model loads once per process, when the first chunk with augmented
-rows comes (a cached augmented split never loads it), and predicts in the process that augments, alone (no
-collective operation, which would wait on processes that are not augmenting). The augmentation's ``fingerprint`` is
-a digest of the model folder's files, so a retrained filter run makes the core augment again rather than serve rows
-filtered by the old model (hashing the folder once per process: about a second for a base-size model).
+The run (``run``: a run directory or its ``model/`` folder; a relative path is read from the task file's folder, as
+data paths are) must have finished: its model saved and, for a run directory, its manifest's status ``completed``;
+anything else is a ConfigError when the augmentation is built. Its model loads once per process, when the first
+chunk with augmented rows comes (a cached augmented split never loads it), and predicts in the process that augments,
+alone (no collective operation, which would wait on processes that are not augmenting). The augmentation's
+``fingerprint`` is a digest of the model folder's files, so a retrained filter run makes the core augment again
+rather than serve rows filtered by the old model (hashing the folder once per process: about a second for a
+base-size model).
 
 The rows must be ones the run can read. The training task's label set is not known to an augmentation, so the
 filter checks what it can see, every chunk's rows (the original ones too) against the run's task: a row with a

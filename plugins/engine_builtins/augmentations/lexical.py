@@ -103,9 +103,11 @@ _CONTINUES = ("I-", "E-", "L-")  # a tag that may continue the entity of the wor
 
 
 def swap(words: list[str], p: float, rng: random.Random) -> list[str]:
+    """``words`` with ``max(1, round(p * n))`` swaps of two different places (a word is never swapped with
+    itself, which would leave a short row as it was)."""
     words = list(words)
     for _ in range(max(1, round(p * len(words))) if len(words) > 1 else 0):
-        i, j = rng.randrange(len(words)), rng.randrange(len(words))
+        i, j = rng.sample(range(len(words)), 2)
         words[i], words[j] = words[j], words[i]
     return words
 
@@ -183,11 +185,13 @@ class Synonyms:
         self.phrases = options.phrases
 
     def of(self, token: str, single: bool) -> tuple[str, ...]:
-        """The synonyms of a token (its punctuation aside), none for a stop word."""
+        """The synonyms of a token (its punctuation aside) that are no stop words (WordNet has "in" for "inch",
+        "too" for "also"); none for a stop word."""
         core = _split(token)[1]
         if not core or core.lower() in self.stop:
             return ()
-        return self.source.synonyms(core, self.pos, single)
+        found = self.source.synonyms(core, self.pos, single)
+        return tuple(s for s in found if s.lower() not in self.stop) if self.stop else found
 
     def replace(self, words: list[str], tags: list[str] | None, p: float, rng: random.Random) -> list[str]:
         """EDA's synonym replacement: ``max(1, round(p * n))`` of the ``n`` words it may touch (all, or the ``O``

@@ -37,7 +37,8 @@ through its ``morphy``, and the wn package searches as its ``Wordnet`` does. A w
 of every group it belongs to, in the source's order, each once (an order that does not depend on Python's hash
 seed, so a seed gives the same rows in every process).
 
-Relative paths are read from the current directory.
+Relative paths in a task file's options are read from the task file's folder (``paths.from_task_folder``); here,
+from the current directory.
 """
 
 from __future__ import annotations
@@ -102,9 +103,12 @@ class Source:
         key = (word, pos, single)
         found = self._cache.get(key)
         if found is None:
+            groups = list(self.groups(word))
+            if not groups:  # not cached: the words of a large corpus without synonyms (names, numbers, typos) are
+                return ()   # unbounded, the source's words are not
             lower = word.lower()
             seen: dict[str, None] = {}
-            for group_pos, members in self.groups(word):
+            for group_pos, members in groups:
                 if pos is not None and group_pos is not None and group_pos not in pos:
                     continue
                 if word == lower and word not in members and any(m.lower() == lower for m in members):

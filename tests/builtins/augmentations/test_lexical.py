@@ -69,7 +69,7 @@ def test_each_replaced_word_is_a_synonym_from_the_bundled_wordnet(seed):
         replaced = [(a, b) for a, b in zip(old, new) if a != b]
         assert len(replaced) <= max(1, round(0.3 * len(old)))
         for a, b in replaced:
-            assert a.lower() not in synonyms.ENGLISH_STOP_WORDS
+            assert a.lower() not in synonyms.ENGLISH_STOP_WORDS and b.lower() not in synonyms.ENGLISH_STOP_WORDS
             assert b.lower() in synonyms_in_table(a), (a, b)
         changed += bool(replaced)
     assert changed >= len(ROWS) - 1
@@ -116,6 +116,22 @@ def test_stop_words_are_left_alone_unless_told_otherwise(tmp_path):
     assert {r["text"] for r in out} == {"this film be fine"}
     out = run(lexical.synonym_replacement, SynonymOptions(**options, stop_words=["Movie"]), rows)
     assert {r["text"] for r in out} == {"this movie be fine"}
+
+
+def test_no_stop_word_is_put_in_or_inserted_as_a_synonym():
+    """WordNet lists "in" for "inch", "too" for "also", "only" for "one": such a synonym is never used (a phrase
+    such as "as well" may hold one)."""
+    assert {"in", "too"} <= set(synonyms.bundled().synonyms("inch")) | set(synonyms.bundled().synonyms("also"))
+    rows = [{"text": "one inch also thence", "label": 0}]
+    for seed in range(40):
+        (replaced,) = run(lexical.synonym_replacement, SynonymOptions(p=1.0, phrases=False), rows, seed)
+        (inserted,) = run(lexical.random_insertion, SynonymOptions(p=1.0, phrases=False), rows, seed)
+        new_words = replaced["text"].split() + subsequence_rest(rows[0]["text"].split(), inserted["text"].split())
+        assert not {w.lower() for w in new_words if w not in rows[0]["text"].split()} & synonyms.ENGLISH_STOP_WORDS
+    # A stop word is still a synonym where the stop words are turned off.
+    seen = {run(lexical.synonym_replacement, SynonymOptions(p=1.0, stop_words=[], phrases=False),
+                [{"text": "inch", "label": 0}], seed)[0]["text"] for seed in range(40)}
+    assert "in" in seen
 
 
 def test_case_and_punctuation_are_kept(tmp_path):
@@ -167,7 +183,7 @@ def test_each_inserted_word_is_a_synonym_of_a_word_of_the_row(seed):
         assert len(inserted) == max(1, round(0.2 * len(old)))
         candidates = set().union(*(synonyms_in_table(w.strip(STRIP) or w) for w in old
                                    if w.lower() not in synonyms.ENGLISH_STOP_WORDS))
-        assert all(w.lower() in candidates for w in inserted), inserted
+        assert all(w.lower() in candidates and w.lower() not in synonyms.ENGLISH_STOP_WORDS for w in inserted), inserted
 
 
 def subsequence_rest(old, new):
@@ -179,6 +195,17 @@ def subsequence_rest(old, new):
         else:
             rest.append(word)
     return rest if i == len(old) else None
+
+
+def test_a_swap_always_moves_two_different_words():
+    """EDA's swap: two different places. Drawn independently, a two-word row would come back as it was half the
+    time."""
+    rows = [{"text": "good film", "label": 0}] * 200
+    out = run(lexical.random_swap, WordOptions(p=0.1), rows)
+    assert {r["text"] for r in out} == {"film good"}
+    three = [{"text": "a b c", "label": 0}] * 300
+    out = run(lexical.random_swap, WordOptions(p=0.1), three)  # one swap: one of the three pairs, never none
+    assert {r["text"] for r in out} == {"b a c", "c b a", "a c b"}
 
 
 def test_insertion_leaves_rows_without_synonyms_alone():

@@ -65,6 +65,16 @@ def test_a_bundled_words_synonyms_are_the_tables_own(word):
     assert all(" " not in s for s in source.synonyms(word, single=True))
 
 
+def test_words_without_synonyms_are_not_remembered():
+    """A large corpus has millions of words no source knows (names, numbers, typos): the cache of looked-up synonyms
+    holds only the source's words, so it cannot outgrow the source."""
+    table = synonyms.Table([(None, ["movie", "film"], None)], "test", "test")
+    for i in range(10_000):
+        assert table.synonyms(f"zz{i}") == ()
+    assert table.synonyms("movie") == ("film",) and table.synonyms("Movie") == ("film",)
+    assert len(table._cache) == 2
+
+
 def test_lower_case_words_do_not_take_the_synonyms_of_names():
     source = synonyms.bundled()
     assert "shrub" in source.synonyms("bush") and "George Bush" not in source.synonyms("bush")
