@@ -373,6 +373,7 @@ def redirected(log: Path) -> Iterator[None]:
 DEFAULTS = {"0.2": {"optimizer": {"layer_decay": None}, "training": {"min_steps": 0}},
             "current": {"optimizer": {}, "training": {}}}
 DEFAULTS_IN_USE = "0.2"  # set in main
+DEFAULTS_TITLE = {"0.2": "engine 0.2's defaults", "current": "engine's current defaults"}
 DEFAULTS_DESCRIBED = {
     "0.2": "`--defaults 0.2`: engine 0.2's defaults, `training.min_steps` 0 and `optimizer.layer_decay` null, "
            "the rest what `engine run` gives a user",
@@ -585,7 +586,7 @@ def write_table(results: Results, cells: list[Cell], seeds: list[int], skipped: 
         f"freeze `{json.dumps(s['freeze'])}`" for name, s in settings.items()) or "as resolved by engine"
     lines = [
         "# Augmentation: does it help fine-tuning? (SST-2 and CoNLL-2003, paired seeds, "
-        f"{'engine 0.2' if DEFAULTS_IN_USE == '0.2' else DEFAULTS_IN_USE}'s defaults)",
+        f"{DEFAULTS_TITLE[DEFAULTS_IN_USE]})",
         "",
         f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}`. Every cell: "
         "`python bench/augmentation.py` (resumable: it runs what the JSON lacks, then writes this file).",
