@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,7 +137,7 @@ def test_sigkill_at_any_moment_leaves_a_resumable_run(task, run_engine):
     rng = random.Random(5)
     command = ["run", path]
     kills = 0
-    for _ in range(3):
+    for _ in range(6):
         process = engine(*command)
         # From the first whole checkpoint on, any moment can be resumed (before it, --resume has nothing to take up).
         while not list(run_dir.glob("checkpoints/step-*/trainer_state.json")) and process.poll() is None:
@@ -144,12 +145,18 @@ def test_sigkill_at_any_moment_leaves_a_resumable_run(task, run_engine):
         time.sleep(rng.uniform(0.0, window))
         process.send_signal(signal.SIGKILL)
         _, err = process.communicate(timeout=300)
+        if process.returncode == 0 and kills == 0:  # faster than the calibration run (a busier machine then): again,
+            shutil.rmtree(run_dir)                  # from scratch, with kills sooner
+            window /= 2
+            continue
         if process.returncode == 0:
             break
         assert process.returncode == -signal.SIGKILL, err
         kills += 1
         command = ["run", path, "--resume"]
-    assert kills, f"the run ended before its kill, {window:.2f} s after its first checkpoint"
+        if kills == 3:
+            break
+    assert kills, f"the run ended before its kill every time, {window:.2f} s after its first checkpoint"
     result = run_engine(*command)
     assert result.exit_code == 0, result.stderr
     assert_same_run(run_dir, path.parent / "runs/direct")
