@@ -201,8 +201,9 @@ class Direction:
             width = int(encoded["input_ids"].shape[1])
             if count is not None:
                 count([len(batch), width])
-            settings: dict[str, Any] = {
-                "max_new_tokens": math.ceil(options.max_new_tokens_ratio * width) + NEW_TOKENS_SLACK,
+            settings: dict[str, Any] = {  # never past the decoder's positions (with its start token)
+                "max_new_tokens": min(math.ceil(options.max_new_tokens_ratio * width) + NEW_TOKENS_SLACK,
+                                      self.max_length - 1),
                 "num_return_sequences": 1,
             }
             if options.sampling:

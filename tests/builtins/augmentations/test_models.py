@@ -162,6 +162,32 @@ def test_max_batch_tokens_bounds_every_batch(tiny_marian_pair):
     assert any(n > 1 for _, n, _ in with_beams.worker.batches)
 
 
+def test_a_long_text_never_generates_past_the_decoders_positions(tiny_marian_pair, monkeypatch):
+    """A text near the model's length limit: 1.5 times its length would run the decoder past its position table
+    (an IndexError deep in the model); the new tokens stop at the decoder's last position. Every generation here
+    is made to run to its limit (a random model may end early)."""
+    from transformers import GenerationMixin
+
+    original, limits = GenerationMixin.generate, []
+
+    def to_the_limit(self, *args, **kwargs):
+        limits.append(kwargs["max_new_tokens"])
+        return original(self, *args, **kwargs, min_new_tokens=kwargs["max_new_tokens"])
+
+    monkeypatch.setattr(GenerationMixin, "generate", to_the_limit)
+    forward, backward = tiny_marian_pair
+    augment = bt(forward, backward, split_sentences=False)
+    augment([{"text": "paris"}], random.Random(0))  # the models load with the first rows
+    direction = augment.worker.forward
+    words = ["the", "movie", "was", "good", "and", "i", "loved", "the", "acting"]
+    text = " ".join(words[i % len(words)] for i in range(400))
+    while direction.lengths([text])[0] > direction.max_length:
+        text = text.rsplit(" ", 1)[0]
+    assert 1.5 * direction.lengths([text])[0] > direction.max_length  # would have gone past
+    (out,) = augment([{"text": text}], random.Random(0))
+    assert isinstance(out["text"], str) and max(limits) == direction.max_length - 1
+
+
 def test_length_batches_restore_nothing_and_lose_nothing():
     lengths = [5, 1, 9, 9, 3, 7, 2]
     batches = length_batches(lengths, batch_size=2, max_tokens=20)
