@@ -370,15 +370,22 @@ def redirected(log: Path) -> Iterator[None]:
 # learning rate for the whole encoder (layer_decay null). "current": what `engine run` gives a user today, with the
 # floor of 300 optimizer steps (whole epochs) and layer_decay 0.9 from the defaults study: a small set's plain run
 # and its augmented runs then take about the same number of steps, so the gain over plain is the augmentation's.
-DEFAULTS = {"0.2": {"optimizer": {"layer_decay": None}, "training": {"min_steps": 0}},
-            "current": {"optimizer": {}, "training": {}}}
-DEFAULTS_IN_USE = "0.2"  # set in main
-DEFAULTS_TITLE = {"0.2": "engine 0.2's defaults", "current": "engine's current defaults"}
-DEFAULTS_DESCRIBED = {
-    "0.2": "`--defaults 0.2`: engine 0.2's defaults, `training.min_steps` 0 and `optimizer.layer_decay` null, "
-           "the rest what `engine run` gives a user",
-    "current": "`--defaults current`: what `engine run` gives a user today, `training.min_steps` 300 and "
-               "`optimizer.layer_decay` 0.9 included"}
+@dataclass(frozen=True)
+class Defaults:
+    optimizer: dict[str, Any]  # the task file's overrides of engine's defaults
+    training: dict[str, Any]
+    title: str  # for the table's heading
+    described: str  # for its settings line
+
+
+DEFAULTS = {
+    "0.2": Defaults({"layer_decay": None}, {"min_steps": 0}, "engine 0.2's defaults",
+                    "`--defaults 0.2`: engine 0.2's defaults, `training.min_steps` 0 and `optimizer.layer_decay` "
+                    "null, the rest what `engine run` gives a user"),
+    "current": Defaults({}, {}, "engine's current defaults",
+                        "`--defaults current`: what `engine run` gives a user today, `training.min_steps` 300 and "
+                        "`optimizer.layer_decay` 0.9 included")}
+DEFAULTS_IN_USE = DEFAULTS["0.2"]  # set in main
 
 
 def task_for(dataset: str, train: Path, test: Path, seed: int, augment: list[dict[str, Any]]) -> dict[str, Any]:
@@ -388,9 +395,8 @@ def task_for(dataset: str, train: Path, test: Path, seed: int, augment: list[dic
     else:
         data = {"format": "conll", "train": str(train), "test": str(test)}
         task = "tagging"
-    overrides = DEFAULTS[DEFAULTS_IN_USE]
-    return {"task": task, "data": data, "augment": augment, "optimizer": dict(overrides["optimizer"]),
-            "training": {"seed": seed, "report": False, **overrides["training"]}}
+    return {"task": task, "data": data, "augment": augment, "optimizer": dict(DEFAULTS_IN_USE.optimizer),
+            "training": {"seed": seed, "report": False, **DEFAULTS_IN_USE.training}}
 
 
 def refusal(dataset: str, augment: list[dict[str, Any]]) -> str | None:
@@ -586,14 +592,14 @@ def write_table(results: Results, cells: list[Cell], seeds: list[int], skipped: 
         f"freeze `{json.dumps(s['freeze'])}`" for name, s in settings.items()) or "as resolved by engine"
     lines = [
         "# Augmentation: does it help fine-tuning? (SST-2 and CoNLL-2003, paired seeds, "
-        f"{DEFAULTS_TITLE[DEFAULTS_IN_USE]})",
+        f"{DEFAULTS_IN_USE.title})",
         "",
         f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}`. Every cell: "
         "`python bench/augmentation.py` (resumable: it runs what the JSON lacks, then writes this file).",
         f"Machine: {meta.get('machine', machine())}; shared with other work, so the seconds are indicative only.",
         f"engine: {meta.get('engine', '?')}.",
         "",
-        f"Settings ({DEFAULTS_DESCRIBED[DEFAULTS_IN_USE]}), as resolved: {described}; "
+        f"Settings ({DEFAULTS_IN_USE.described}), as resolved: {described}; "
         "`training.seed` = the seed; the HTML report off. The held-out part is the run's `test` data, "
           "evaluated once after the last epoch (no validation split: no checkpoint selection).",
         "",
@@ -759,7 +765,7 @@ def main() -> None:
         args.seeds, args.sizes, args.heldout = [1], [100], 200
         args.results = args.results or WORK / "quick" / "augmentation.json"
     global DEFAULTS_IN_USE
-    DEFAULTS_IN_USE = args.defaults
+    DEFAULTS_IN_USE = DEFAULTS[args.defaults]
     results_path = args.results or RESULTS / ("augmentation.json" if args.defaults == "0.2"
                                               else f"augmentation_{args.defaults}.json")
     command = "python bench/augmentation.py " + " ".join(sys.argv[1:])

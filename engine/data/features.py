@@ -16,7 +16,7 @@ import random
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,14 @@ def feature_key(task_config: Any, plugin_version: str | None) -> list[Any]:
     options) and the version of the plugin that declared it. One shape for training and for predict/evaluate, so
     each finds the features the other cached."""
     return [task_config, plugin_version]
+
+
+def augmentation_keys(augment: Sequence[Any], infos: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What identifies each augmentation's output in the augmented split's key (``augment``'s ``configs``): the
+    resolved choice's options as filled in (``{}`` and the defaults written out are one), and the name and version
+    of the plugin that declared it (an upgraded plugin augments again). ``infos``: the plugin manager's, by name."""
+    return [{"augmentation": a.filled, "plugin": a.component.plugin,
+             "version": getattr(infos.get(a.component.plugin), "version", None)} for a in augment]
 
 
 _fingerprints: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -16,10 +16,10 @@ from torch.utils.data import DataLoader
 
 from engine import console
 from engine.callbacks import CallbackList, TrainerState
-from engine.config.choice import Choice, ResolvedTask
-from engine.config.resolve import flatten
+from engine.config.choice import ResolvedTask
+from engine.config.resolve import flatten, text_shape
 from engine.config.resume import as_planned, as_saved, changed_keys
-from engine.data.features import augment, encode_split, feature_key, lengths, row_starts
+from engine.data.features import augment, augmentation_keys, encode_split, feature_key, lengths, row_starts
 from engine.data.node import first_on_node
 from engine.data.split import DataOptions, Split, hold_out, resolve_path
 from engine.errors import ConfigError, ConfigIssue, EngineError, RunDirError
@@ -239,7 +239,7 @@ class Run:
                 splits["train"], [a.build() for a in resolved.augment],
                 augmentation_keys(resolved.augment, self.manager.infos), training.seed,
                 names=[a.name for a in resolved.augment],
-                tokens=bool(getattr(task, "labels_per_word", False))))
+                tokens=text_shape(task, resolved.data) == "tokens"))
         return splits
 
     def _setup_pretrained(self) -> tuple[Any, Any, int]:
@@ -430,11 +430,3 @@ def run(resolved: ResolvedTask, manager: PluginManager, *, overwrite: bool = Fal
     finally:
         if recipe.lock is not None:  # a run that failed before writing anything leaves no trace
             recipe.lock.release() if recipe.writing else recipe.lock.abandon()
-
-
-def augmentation_keys(augment: Sequence[Choice], infos: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """What identifies each augmentation's output in the augmented split's cache key: its options as filled in
-    (``{}`` and the defaults written out are one), and the name and version of the plugin that declared it (an
-    upgraded plugin augments again). ``infos``: the plugin manager's, by plugin name."""
-    return [{"augmentation": a.filled, "plugin": a.component.plugin,
-             "version": getattr(infos.get(a.component.plugin), "version", None)} for a in augment]

@@ -375,7 +375,7 @@ def test_the_augmented_splits_key_knows_the_options_as_filled_and_the_plugins_ve
     """An upgraded augmentation plugin augments again (its old rows are not served); options written out as their
     defaults are the options left out."""
     from engine.config import resolve
-    from engine.training.recipe import augmentation_keys
+    from engine.data.features import augmentation_keys
 
     registry, infos = plugin_manager.registry(), plugin_manager.infos
 

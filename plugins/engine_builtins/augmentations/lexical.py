@@ -183,6 +183,7 @@ class Synonyms:
             frozenset(w.lower() for w in options.stop_words)
         self.pos = frozenset(options.pos) if options.pos else None
         self.phrases = options.phrases
+        self._kept: dict[tuple[str, bool], tuple[str, ...]] = {}  # synonyms less the stop words, by (word, single)
 
     def of(self, token: str, single: bool) -> tuple[str, ...]:
         """The synonyms of a token (its punctuation aside) that are no stop words (WordNet has "in" for "inch",
@@ -191,7 +192,12 @@ class Synonyms:
         if not core or core.lower() in self.stop:
             return ()
         found = self.source.synonyms(core, self.pos, single)
-        return tuple(s for s in found if s.lower() not in self.stop) if self.stop else found
+        if not found or not self.stop:
+            return found
+        kept = self._kept.get((core, single))  # the source's words only (it caches no word without synonyms)
+        if kept is None:
+            kept = self._kept[(core, single)] = tuple(s for s in found if s.lower() not in self.stop)
+        return kept
 
     def replace(self, words: list[str], tags: list[str] | None, p: float, rng: random.Random) -> list[str]:
         """EDA's synonym replacement: ``max(1, round(p * n))`` of the ``n`` words it may touch (all, or the ``O``
